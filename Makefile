@@ -1,0 +1,53 @@
+# pags: the two front-door commands are `make book` and `make test` (see README.md).
+# Every target creates the virtual environment first if it is missing or out of date.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pags-installed
+# Notebooks run on the CPU by default; threads match this 2-core machine unless the caller says otherwise.
+export OMP_NUM_THREADS ?= 2
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: help setup book test test-unit test-notebooks test-browser bench clean
+
+help:
+	@echo "make book   - set up .venv if needed, execute every notebook on the embedded data set, build _build/html"
+	@echo "make test   - set up .venv if needed, run unit tests, build the book, nbval the notebooks, browser-check the pages"
+	@echo "make bench  - run the benchmarks and write tables under benchmarks/results/"
+	@echo "make clean  - remove _build/ and the run store (.pags_store/); keeps .venv"
+
+# The environment: exact pins from requirements-lock.txt, then this package in editable mode.
+$(STAMP): requirements-lock.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-lock.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (pags)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+book: $(STAMP)
+	bash scripts/build_book.sh
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -n 2 tests
+
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+test-browser: $(STAMP)
+	bash scripts/browser_check.sh
+
+# Order matters for time: the book build executes every notebook once and fills the run store (.pags_store/),
+# so nbval's second execution reuses the finished training runs instead of training again.
+test: test-unit book test-notebooks test-browser
+
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf _build .pags_store
