@@ -1,0 +1,219 @@
+"""The masked training loop and evaluation."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..device import resolve_device
+from ..masks import Mask
+from .recipes import Recipe, get_recipe
+
+__all__ = ["TrainResult", "train", "evaluate"]
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`.  Accuracies are fractions in [0, 1].
+
+    ``test_acc`` is the test accuracy at the FIRST epoch reaching the best validation accuracy (``best_epoch``,
+    1-based); with no validation split it is the last epoch's.  ``history`` holds one dict per epoch
+    (epoch, lr, train_loss, train_acc, val_acc, test_acc, seconds, iters).
+    """
+
+    test_acc: float
+    best_val_acc: float
+    best_epoch: int
+    final_test_acc: float
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    diverged: bool = False
+    seconds: float = 0.0
+    iters: int = 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, device="auto", *, amp: bool = False,
+             channels_last: bool = False) -> float:
+    """Top-1 accuracy (fraction) of ``model`` in eval mode over ``batches`` of (x, y); restores the previous mode."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for x, y in batches:
+            x = x.to(dev, non_blocking=True)
+            y = y.to(dev, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(dev, amp):
+                out = model(x)
+            correct += int((out.argmax(1) == y).sum())
+            total += int(y.numel())
+    finally:
+        model.train(was_training)
+    return correct / total if total else float("nan")
+
+
+def _autocast(dev: torch.device, amp: bool):
+    if amp:
+        return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _auto_flag(value, dev: torch.device, name: str) -> bool:
+    if isinstance(value, str):
+        if value.lower() != "auto":
+            raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
+        return dev.type == "cuda"
+    return bool(value)
+
+
+def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Optional[Mask] = None, device="auto",
+          seed: int = 0, epochs: Optional[int] = None, max_iters: Optional[int] = None,
+          step_callback: Optional[Callable[[int, nn.Module, torch.optim.Optimizer, Optional[Mask]], Any]] = None,
+          eval_every_epoch: bool = True, progress: Optional[bool] = None, amp="auto", channels_last="auto") -> TrainResult:
+    """Train ``model`` in place on ``data`` (a :class:`~pags_core.data.DataSplits` or a data set name) with
+    ``recipe`` (a :data:`RECIPES` name or a :class:`Recipe`).
+
+    - ``mask``: applied before training; pruned weights get zero gradients before every optimiser step (so momentum
+      never builds) and are zeroed again after it, so they stay exactly zero.  The mask is re-read every step:
+      ``step_callback`` may change it in place (ITOP).  When the mask lives on another device than the training,
+      a moved copy is trained with (and passed to ``step_callback``) and its final state is written back into
+      ``mask`` at the end, so the caller's object always ends up holding the final mask.
+    - ``step_callback(step, model, optimizer, mask)`` runs after each optimiser step (``step`` = steps taken, 1-based).
+    - ``max_iters`` stops after that many optimiser steps (the lr schedule still follows the recipe's epochs).
+    - ``seed`` fixes data order and augmentation (a dedicated generator) and any other randomness in the model
+      (dropout) through a forked global RNG; the caller's RNG state is left as it was.
+    - ``amp``/``channels_last``: ``"auto"`` = on for CUDA only (bf16 autocast, channels-last memory format).
+    - A non-finite loss stops training and returns ``diverged=True`` (no exception).
+    """
+    from ..data import DataSplits, load_dataset
+
+    if isinstance(data, str):
+        data = load_dataset(data)
+    if not isinstance(data, DataSplits):
+        raise TypeError(f"data must be a DataSplits (see load_dataset) or a data set name, got {type(data).__name__}")
+    rec = get_recipe(recipe)
+    n_epochs = rec.epochs if epochs is None else int(epochs)
+    if n_epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+    if max_iters is not None and (not isinstance(max_iters, int) or max_iters < 0):
+        raise ValueError(f"max_iters must be a non-negative int or None, got {max_iters!r}")
+    dev = resolve_device(device)
+    use_amp = _auto_flag(amp, dev, "amp")
+    use_cl = _auto_flag(channels_last, dev, "channels_last")
+
+    model.to(dev)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    caller_mask = mask
+    if mask is not None:
+        mask = mask.to(dev)
+        mask.check(model)
+        mask.apply_(model)
+
+    train_it = data.train_batches(rec.batch_size, seed=seed, augment=rec.augment, device=dev)
+    steps_per_epoch = len(train_it)
+    total_steps = n_epochs * steps_per_epoch
+    opt = torch.optim.SGD(model.parameters(), lr=rec.lr, momentum=rec.momentum, nesterov=rec.nesterov,
+                          weight_decay=rec.weight_decay)
+    if rec.schedule == "multistep":
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, rec.milestone_epochs(n_epochs), gamma=rec.gamma)
+        per_step = False
+    elif rec.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, total_steps) / max(total_steps, 1))))
+        per_step = True
+    else:
+        sched, per_step = None, False
+
+    has_val = len(data.val) > 0
+    history: List[Dict[str, Any]] = []
+    best_val, best_epoch, best_test = -1.0, 0, float("nan")
+    diverged = False
+    step = 0
+    t0 = time.perf_counter()
+    rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+
+    def _eval(split_batches):
+        return evaluate(model, split_batches, dev, amp=use_amp, channels_last=use_cl)
+
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(seed)
+        bar = tqdm(range(n_epochs), desc="train", disable=None if progress is None else (not progress), leave=False)
+        for epoch in bar:
+            if max_iters is not None and step >= max_iters:
+                break
+            model.train()
+            te = time.perf_counter()
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.long)
+            seen = 0
+            lr = opt.param_groups[0]["lr"]
+            for x, y in train_it:
+                if use_cl:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with _autocast(dev, use_amp):
+                    out = model(x)
+                loss = F.nll_loss(out.float(), y)
+                if not bool(torch.isfinite(loss)):
+                    diverged = True
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if mask is not None:
+                    mask.apply_grads_(model)
+                opt.step()
+                if mask is not None:
+                    mask.apply_(model)
+                step += 1
+                if per_step:
+                    sched.step()
+                loss_sum += loss.detach() * y.numel()
+                correct += (out.detach().argmax(1) == y).sum()
+                seen += y.numel()
+                if step_callback is not None:
+                    step_callback(step, model, opt, mask)
+                if max_iters is not None and step >= max_iters:
+                    break
+            if sched is not None and not per_step:
+                sched.step()
+            last = diverged or epoch == n_epochs - 1 or (max_iters is not None and step >= max_iters)
+            rec_ = {"epoch": epoch + 1, "lr": lr, "iters": step,
+                    "train_loss": float(loss_sum) / seen if seen else float("nan"),
+                    "train_acc": float(correct) / seen if seen else float("nan"),
+                    "seconds": time.perf_counter() - te}
+            if eval_every_epoch or last:
+                rec_["val_acc"] = _eval(data.val_batches(rec.test_batch_size, device=dev)) if has_val else float("nan")
+                rec_["test_acc"] = _eval(data.test_batches(rec.test_batch_size, device=dev))
+                if has_val and rec_["val_acc"] > best_val:  # strict: the FIRST best-validation epoch wins
+                    best_val, best_epoch, best_test = rec_["val_acc"], epoch + 1, rec_["test_acc"]
+            if diverged:
+                rec_["diverged"] = True
+            history.append(rec_)
+            bar.set_postfix(loss=f"{rec_['train_loss']:.3f}", val=f"{rec_.get('val_acc', float('nan')):.3f}")
+            if diverged:
+                break
+        bar.close()
+
+    if mask is not None and mask is not caller_mask:  # write the final (possibly ITOP-changed) mask back
+        for k in list(caller_mask):
+            if k not in mask:
+                del caller_mask[k]
+        for k, t in mask.items():
+            caller_mask[k] = t.to(caller_mask[k].device if k in caller_mask else "cpu")
+    final_test = history[-1].get("test_acc", float("nan")) if history else float("nan")
+    if not has_val or best_epoch == 0:
+        best_val, best_epoch, best_test = float("nan"), len(history), final_test
+    return TrainResult(test_acc=best_test, best_val_acc=best_val, best_epoch=best_epoch, final_test_acc=final_test,
+                       history=history, diverged=diverged, seconds=time.perf_counter() - t0, iters=step)
