@@ -46,7 +46,7 @@ test-browser: $(STAMP)
 
 # Order matters for time: the book build executes every notebook once and fills the run store (.pags_store/),
 # so nbval's second execution reuses the finished training runs instead of training again.
-test: test-unit book test-notebooks
+test: test-unit book test-notebooks test-browser
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -18,6 +18,12 @@ def _write_book(tmp: Path, cell_source: str) -> Path:
     # The real configuration, so the test checks the settings the project builds with.
     cfg = (ROOT / "_config.yml").read_text()
     (book / "_config.yml").write_text(cfg)
+    # ... and the files it names relative to the book root (local extension, static files, bibliography).
+    (book / "book").mkdir()
+    for support in ("_ext", "_static"):
+        shutil.copytree(ROOT / "book" / support, book / "book" / support,
+                        ignore=shutil.ignore_patterns("__pycache__", "mathjax"))
+    shutil.copy2(ROOT / "book" / "references.bib", book / "book" / "references.bib")
     (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: nb\n")
     (book / "intro.md").write_text("# Intro\n\nA tiny book.\n")
     nb = nbformat.v4.new_notebook()
