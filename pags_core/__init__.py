@@ -1,6 +1,5 @@
 """pags_core: Ramanujan-graph spectral metrics, pruning-at-initialization generators, sparse training and
 PAGS/PEGS graph sampling.  See CONTRIBUTING.md for the module map and the book for the story."""
-from __future__ import annotations
 
 __version__ = "0.1.0"
 
