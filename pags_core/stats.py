@@ -1,0 +1,186 @@
+"""Small statistics helpers: Pearson's r with a Fisher-z confidence interval, Spearman's rho, correlation tables.
+
+The ITOP study (METHOD §9) reports, for every metric, the Pearson correlation between the metric and the retrained
+test accuracy across the snapshots of one run.  With n = 10 snapshots a correlation is only an indication, so every
+value comes with its sample size and a 95% confidence interval:
+
+    z = atanh(r),  se = 1 / sqrt(n - 3),  CI = tanh(z -/+ z_{(1+c)/2} * se)
+
+(the Fisher transformation; this is also what ``scipy.stats.pearsonr(...).confidence_interval()`` returns), and a
+two-sided p-value from Student's t with n - 2 degrees of freedom, t = r * sqrt((n - 2) / (1 - r^2)).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+__all__ = ["CorrelationResult", "pearson", "partial_pearson", "spearman", "fisher_z_interval", "correlation_table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrelationResult:
+    """A correlation coefficient with its sample size, confidence interval and two-sided p-value.
+
+    ``r`` is NaN when it is undefined (fewer than 2 finite pairs, or a constant input).  The interval is NaN for
+    n < 3 and the uninformative (-1, 1) for n = 3, as in scipy.
+    """
+
+    r: float
+    n: int
+    ci_low: float
+    ci_high: float
+    p_value: float
+    confidence: float = 0.95
+    method: str = "pearson"
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:  # e.g. "0.56 [-0.12, 0.88] (n=10)"
+        if not math.isfinite(self.r):
+            return f"nan (n={self.n})"
+        return f"{self.r:.2f} [{self.ci_low:.2f}, {self.ci_high:.2f}] (n={self.n})"
+
+
+def fisher_z_interval(r: float, n: int, confidence: float = 0.95, *, se_scale: float = 1.0) -> tuple[float, float]:
+    """The Fisher-z confidence interval of a correlation ``r`` from ``n`` pairs.
+
+    ``se_scale`` multiplies the standard error 1/sqrt(n-3) (1.0 for Pearson; sqrt(1.06) is the Fieller et al.
+    correction used for Spearman).  Returns (nan, nan) when r is NaN or n < 3; (-1, 1) when n == 3.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    if not math.isfinite(r) or n < 3:
+        return (math.nan, math.nan)
+    if n == 3:
+        return (-1.0, 1.0)
+    r = max(-1.0, min(1.0, float(r)))
+    z = math.atanh(r) if abs(r) < 1.0 else math.copysign(math.inf, r)
+    half = _st.norm.ppf(0.5 + confidence / 2.0) * se_scale / math.sqrt(n - 3)
+    return (math.tanh(z - half), math.tanh(z + half))
+
+
+def _pairs(x: Iterable[float], y: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
+    xa = np.asarray(x if hasattr(x, "__len__") else list(x), dtype=float).ravel()
+    ya = np.asarray(y if hasattr(y, "__len__") else list(y), dtype=float).ravel()
+    if xa.shape != ya.shape:
+        raise ValueError(f"x and y must have the same length, got {xa.size} and {ya.size}")
+    keep = np.isfinite(xa) & np.isfinite(ya)  # pairs with a NaN/inf on either side are dropped
+    return xa[keep], ya[keep]
+
+
+def _r_and_p(xa: np.ndarray, ya: np.ndarray) -> tuple[float, float]:
+    n = xa.size
+    if n < 2:
+        return math.nan, math.nan
+    if np.ptp(xa) == 0 or np.ptp(ya) == 0:  # a constant input has no correlation (scipy also returns NaN)
+        return math.nan, math.nan
+    dx, dy = xa - xa.mean(), ya - ya.mean()
+    sxx, syy = float(dx @ dx), float(dy @ dy)
+    r = float(dx @ dy) / math.sqrt(sxx * syy)
+    r = max(-1.0, min(1.0, r))
+    if n == 2:
+        return r, 1.0
+    if abs(r) == 1.0:
+        return r, 0.0
+    df = n - 2
+    t = r * math.sqrt(df / ((1.0 - r) * (1.0 + r)))
+    return r, float(2.0 * _st.t.sf(abs(t), df))
+
+
+def pearson(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95) -> CorrelationResult:
+    """Pearson's r of the finite pairs of ``x`` and ``y`` with a Fisher-z interval and a t-test p-value.
+
+    >>> res = pearson([1, 2, 3, 4], [1, 3, 2, 4])
+    >>> round(res.r, 6), res.n
+    (0.8, 4)
+    """
+    xa, ya = _pairs(x, y)
+    r, p = _r_and_p(xa, ya)
+    lo, hi = fisher_z_interval(r, xa.size, confidence)
+    return CorrelationResult(r, int(xa.size), lo, hi, p, confidence, "pearson")
+
+
+def partial_pearson(x: Sequence[float], y: Sequence[float], z: Sequence[float] | Sequence[Sequence[float]], *,
+                    confidence: float = 0.95) -> CorrelationResult:
+    """Partial Pearson correlation of ``x`` and ``y`` given the covariate(s) ``z`` (one sequence, or a sequence of
+    them): the correlation of the residuals of ``x`` and ``y`` after a least-squares fit on ``z`` plus an
+    intercept.  With k covariates the interval uses se = 1/sqrt(n - 3 - k) and the p-value n - 2 - k degrees of
+    freedom.  For one covariate r = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)).
+    """
+    xa = np.asarray(x, dtype=float).ravel()
+    ya = np.asarray(y, dtype=float).ravel()
+    za = np.asarray(z, dtype=float)
+    za = za.reshape(-1, 1) if za.ndim == 1 else za.T if za.shape[0] != xa.size else za
+    if za.shape[0] != xa.size or ya.size != xa.size:
+        raise ValueError(f"x, y and z must have the same length, got {xa.size}, {ya.size} and {za.shape[0]}")
+    keep = np.isfinite(xa) & np.isfinite(ya) & np.isfinite(za).all(axis=1)
+    xa, ya, za = xa[keep], ya[keep], za[keep]
+    n, k = xa.size, za.shape[1]
+    nan = CorrelationResult(math.nan, int(n), math.nan, math.nan, math.nan, confidence, "partial_pearson")
+    if n < k + 3:
+        return nan
+    design = np.column_stack([np.ones(n), za])
+    rx = xa - design @ np.linalg.lstsq(design, xa, rcond=None)[0]
+    ry = ya - design @ np.linalg.lstsq(design, ya, rcond=None)[0]
+    def explained(res: np.ndarray, v: np.ndarray) -> bool:  # v is (numerically) a function of z
+        return float(np.sqrt(res @ res)) <= 1e-12 * max(1.0, float(np.abs(v).max())) * math.sqrt(n)
+
+    if explained(rx, xa) or explained(ry, ya):
+        return nan
+    r = float(max(-1.0, min(1.0, (rx @ ry) / math.sqrt((rx @ rx) * (ry @ ry)))))
+    df = n - 2 - k
+    if abs(r) == 1.0:
+        p = 0.0
+    else:
+        p = float(2.0 * _st.t.sf(abs(r) * math.sqrt(df / ((1.0 - r) * (1.0 + r))), df))
+    lo, hi = fisher_z_interval(r, n - k, confidence)
+    return CorrelationResult(r, int(n), lo, hi, p, confidence, "partial_pearson")
+
+
+def spearman(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95) -> CorrelationResult:
+    """Spearman's rho (Pearson on average ranks) with a Fisher-z interval (Fieller standard error sqrt(1.06/(n-3)))
+    and the t-approximation p-value that ``scipy.stats.spearmanr`` also uses."""
+    xa, ya = _pairs(x, y)
+    rx, ry = _st.rankdata(xa), _st.rankdata(ya)
+    r, p = _r_and_p(rx, ry)
+    lo, hi = fisher_z_interval(r, xa.size, confidence, se_scale=math.sqrt(1.06))
+    return CorrelationResult(r, int(xa.size), lo, hi, p, confidence, "spearman")
+
+
+_METHODS = {"pearson": pearson, "spearman": spearman}
+
+
+def correlation_table(
+    df: pd.DataFrame,
+    metrics: Sequence[str],
+    target: str = "test_acc",
+    *,
+    by: Sequence[str] | str | None = None,
+    method: str = "pearson",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """One row per (group, metric): the correlation of ``df[metric]`` with ``df[target]``.
+
+    Columns: the ``by`` columns, ``metric``, ``r``, ``ci_low``, ``ci_high``, ``n``, ``p_value``, ``method``.
+    """
+    if method not in _METHODS:
+        raise ValueError(f"unknown correlation method {method!r}; valid choices: {', '.join(sorted(_METHODS))}")
+    missing = [c for c in [*metrics, target] if c not in df.columns]
+    if missing:
+        raise KeyError(f"columns {missing} are not in the table; it has: {', '.join(map(str, df.columns))}")
+    by = [by] if isinstance(by, str) else list(by or [])
+    groups = df.groupby(by, sort=False, dropna=False) if by else [((), df)]
+    rows = []
+    for key, sub in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        for m in metrics:
+            res = _METHODS[method](sub[m].to_numpy(float), sub[target].to_numpy(float), confidence=confidence)
+            rows.append({**dict(zip(by, key)), "metric": m, "r": res.r, "ci_low": res.ci_low, "ci_high": res.ci_high,
+                         "n": res.n, "p_value": res.p_value, "method": method})
+    return pd.DataFrame(rows, columns=[*by, "metric", "r", "ci_low", "ci_high", "n", "p_value", "method"])
