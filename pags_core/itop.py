@@ -31,6 +31,7 @@ The study
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from typing import Any, Callable, Dict, List, Mapping, MutableMapping, Optional, Sequence
@@ -402,6 +403,21 @@ class ITOPConfig:
         return load_dataset(self.dataset, **opts)
 
 
+def _as_list(value: Any, name: str) -> Optional[list]:
+    """``None``, a sequence, or a string as papermill's ``-p`` passes it (``"[0, 1]"``, ``"resnet18,resnet34"``)."""
+    if value is None or not isinstance(value, str):
+        return None if value is None else list(value)
+    text = value.strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = [t.strip().strip("'\"") for t in text.strip("[]()").split(",") if t.strip()]
+    parsed = parsed if isinstance(parsed, list) else [parsed]
+    if not parsed:
+        raise ValueError(f"{name} must name at least one value, got {value!r}")
+    return parsed
+
+
 def resolve_itop_config(
     profile: str = "book",
     *,
@@ -422,6 +438,7 @@ def resolve_itop_config(
     ``itop_snapshots``, ``itop_death_rate`` and the first seed.  ``models`` (several models, Fig 3) always starts
     with ``model``.  Unknown profiles, models, data sets or option values raise ``KeyError``/``ValueError`` that
     list the valid ones.  Overriding the data set loads it once to read its channel and class counts.
+    ``models`` and ``seeds`` may also be strings as papermill's ``-p`` passes them (``"[0, 1]"``, ``"a,b"``).
     """
     from .data import DATASETS
     from .models import MODELS
@@ -431,7 +448,8 @@ def resolve_itop_config(
 
     prof = get_profile(profile)
     model = model or prof.model
-    names = [model] + [m for m in (models or []) if m.lower() != model.lower()]
+    models, seeds = _as_list(models, "models"), _as_list(seeds, "seeds")
+    names = [model] + [m for m in (models or []) if str(m).lower() != model.lower()]
     for m in names:
         MODELS[m]  # raises KeyError listing the valid models
     ds = (dataset or prof.dataset).lower()

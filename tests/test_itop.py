@@ -19,6 +19,15 @@ from pags_core.store import RunStore
 from pags_core.training import Recipe
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny models: one thread is as fast, and it avoids oversubscribing the shared 2-core machine (pytest -n 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _tiny():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(2, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 4 * 4, 5))
