@@ -535,7 +535,8 @@ def run_sweep(cfg: PagsConfig, *, store: RunStore | None = None, data=None, trai
     ``pretrain_iters`` (dense/search optimiser steps before the ticket, the cost column), ``test_acc`` (%, at the
     first best-validation epoch), ``final_test_acc`` (%), ``best_val_acc`` (%), ``density_realised``, ``ticket_s``
     (wall seconds to find the ticket: pre-training + generator + scoring, or the LTH/EB search), ``train_s``,
-    ``layers_replaced`` (PAGS/PEGS), ``diverged``, ``ticket_key``.
+    ``layers_replaced`` (PAGS/PEGS), ``empty_layers`` (layers of the ticket pruned to nothing), ``diverged``,
+    ``ticket_key``.
     """
     store = store if store is not None else RunStore()
     data = data if data is not None else cfg.load_data()
@@ -566,6 +567,7 @@ def run_sweep(cfg: PagsConfig, *, store: RunStore | None = None, data=None, trai
             "best_val_acc": 100.0 * _f(tr.get("best_val_acc")),
             "density_realised": _f(info.get("density_realised")), "ticket_s": ticket_s,
             "train_s": _f(tr.get("seconds")), "layers_replaced": info.get("layers_replaced"),
+            "empty_layers": len(mask.empty_layers()),
             "diverged": bool(tr.get("diverged", False)), "ticket_key": _key(key),
         })
     bar.close()
