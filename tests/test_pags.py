@@ -281,6 +281,7 @@ def test_config_defaults_and_overrides():
     cfg = resolve_config("book", "pags", model="resnet34", seeds=None, generators="erk,snip")
     assert cfg.model == "resnet34" and cfg.seeds == (0, 1) and cfg.generators == ("erk", "snip")
     assert cfg.noise_for("synflow") == 1e-6 and cfg.noise_for("snip") == 0.0  # B-code's ResNet34 noise
+    assert resolve_config("book", seeds="[0, 1, 2]", pretrain_iters="100 500").seeds == (0, 1, 2)  # papermill -p strings
     assert resolve_config("paper", "pegs").pretrain_iters == (100, 500)
     assert resolve_config("paper", "pegs").rewind_iter == 500
     c10 = resolve_config("book", dataset="cifar10")

@@ -188,8 +188,8 @@ def _load_data(dataset, image_size, val_fraction, data_seed, device):
 
 
 def _tuple(x, what: str, cast=None) -> tuple:
-    if isinstance(x, str):
-        x = [s for s in x.replace(",", " ").split() if s]
+    if isinstance(x, str):  # papermill -p passes "snip,erk", "[0, 1]" or "0 1" as a string
+        x = [s for s in x.translate(str.maketrans(",[]()'\"", "       ")).split() if s]
     try:
         t = tuple(x)
     except TypeError:
