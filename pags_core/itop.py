@@ -729,8 +729,9 @@ def _model_with(ctx: _Context, name: str, seed: int, state: Mapping[str, torch.T
     return model
 
 
-def _retrain(ctx: _Context, name: str, seed: int, snap: Snapshot, anchor: Snapshot) -> dict:
-    """Static sparse retraining of ``snap.mask`` from θ_t (or θ0); returns the run record."""
+def _retrain(ctx: _Context, name: str, seed: int, snap: Snapshot, anchor: Snapshot, checkpoint=None) -> dict:
+    """Static sparse retraining of ``snap.mask`` from θ_t (or θ0); returns the run record.  ``checkpoint``: the
+    per-epoch training checkpoint of :func:`pags_core.train` (an interrupted retraining resumes from it)."""
     from .models import prunable_parameters
     from .training import train
 
@@ -739,7 +740,7 @@ def _retrain(ctx: _Context, name: str, seed: int, snap: Snapshot, anchor: Snapsh
     model = _model_with(ctx, name, seed, start)
     mask = snap.mask.clone()
     res = train(model, ctx.data, cfg.recipe, mask=mask, device=cfg.device, seed=seed, epochs=cfg.retrain_epochs,
-                max_iters=cfg.max_iters, progress=ctx.progress)
+                max_iters=cfg.max_iters, progress=ctx.progress, checkpoint=checkpoint)
     # the trained nonzero pattern must lie inside the snapshot mask (the mask stayed static)
     outside = 0
     for n, p in prunable_parameters(model).items():
@@ -802,8 +803,9 @@ def itop_study(
                 wt = {k: snap.state[k] for k in w0}
                 metrics = snapshot_metrics(shell, snap.mask, weights=wt, convention=cfg.convention,
                                            initial_weights=w0, initial_reference=ref_initial)
-                res = store.get_or_run("itop_retrain", _retrain_key(key, cfg, step),
-                                       lambda: _retrain(ctx, name, seed, snap, anchor))
+                rkey = _retrain_key(key, cfg, step)
+                res = store.get_or_run("itop_retrain", rkey, lambda: _retrain(
+                    ctx, name, seed, snap, anchor, checkpoint=store.artefact("itop_retrain", rkey, "checkpoint.pt")))
                 rows.append({"model": name, "dataset": cfg.dataset, "seed": seed, "step": step,
                              "density": float(snap.mask.density), "death_rate": snap.death_rate, **metrics,
                              **{k: res.get(k) for k in _TRAIN_FIELDS if k in res},

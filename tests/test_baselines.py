@@ -10,16 +10,6 @@ from pags_core.baselines import early_bird, lth, lth_densities, mask_distance
 pytestmark = pytest.mark.filterwarnings("ignore:.*pruned .* layer\\(s\\) to nothing:UserWarning")
 
 
-@pytest.fixture(scope="module")
-def data():
-    return pc.load_dataset("synthetic", n_train=128, n_test=32)
-
-
-def _model(data, seed=0):
-    torch.manual_seed(seed)
-    return pc.make_model("resnet18", num_classes=data.num_classes, in_channels=data.in_channels, width=1 / 16)
-
-
 def test_geometric_schedule_ends_exactly_at_d():
     assert lth_densities(0.01, 2) == pytest.approx([0.1, 0.01])
     assert lth_densities(0.02, 1) == [0.02]
@@ -39,8 +29,8 @@ def test_mask_distance_by_hand():
     assert mask_distance(a, c) == 1.0
 
 
-def test_lth_rewinds_prunes_to_d_and_resumes(data, tmp_path):
-    model = _model(data)
+def test_lth_rewinds_prunes_to_d_and_resumes(data, tmp_path, tiny_model):
+    model = tiny_model(data)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
     store = pc.RunStore(tmp_path)
     res = lth(model, data, 0.05, rounds=2, rewind_iter=1, recipe="book", epochs=1, device="cpu", store=store,
@@ -61,9 +51,9 @@ def test_lth_rewinds_prunes_to_d_and_resumes(data, tmp_path):
     assert all(torch.equal(again.rewind_state[k], res.rewind_state[k]) for k in res.rewind_state)
 
 
-def test_lth_rewind_beyond_the_run_is_an_error(data):
+def test_lth_rewind_beyond_the_run_is_an_error(data, tiny_model):
     with pytest.raises(ValueError, match="rewind_iter"):
-        lth(_model(data), data, 0.1, rounds=1, rewind_iter=10_000, recipe="book", epochs=1, device="cpu")
+        lth(tiny_model(data), data, 0.1, rounds=1, rewind_iter=10_000, recipe="book", epochs=1, device="cpu")
 
 
 def _scripted_train(changes_until_epoch: int, steps_per_epoch: int, epochs: int):
@@ -84,27 +74,27 @@ def _scripted_train(changes_until_epoch: int, steps_per_epoch: int, epochs: int)
     return fn
 
 
-def test_early_bird_stops_at_the_first_stable_epoch(data):
+def test_early_bird_stops_at_the_first_stable_epoch(data, tiny_model):
     spe = len(data.train_batches(pc.get_recipe("book").batch_size))
-    model = _model(data)
+    model = tiny_model(data)
     res = early_bird(model, data, 0.05, epsilon=0.1, max_epochs=6, recipe="book", device="cpu",
                      train_fn=_scripted_train(3, spe, 6))
     # masks change at epochs 1-3 and are identical from epoch 3 on: dist(M4, M3) = 0 < ε -> stop at epoch 4
     assert res.converged and res.epoch == 4 and res.pretrain_iters == 4 * spe
     assert res.distances[-1] == 0.0 and all(d > 0.1 for d in res.distances[:-1])
     assert res.mask.num_kept == round(0.05 * res.mask.num_total)
-    net = _model(data)
+    net = tiny_model(data)
     net.load_state_dict(res.state)
     assert res.mask == pc.generate_mask(net, "magnitude", 0.05, device="cpu")  # the ticket is θ_e's magnitude mask
 
 
-def test_early_bird_without_convergence_uses_the_last_epoch(data):
+def test_early_bird_without_convergence_uses_the_last_epoch(data, tiny_model):
     spe = len(data.train_batches(pc.get_recipe("book").batch_size))
-    res = early_bird(_model(data), data, 0.05, epsilon=0.01, max_epochs=3, recipe="book", device="cpu",
+    res = early_bird(tiny_model(data), data, 0.05, epsilon=0.01, max_epochs=3, recipe="book", device="cpu",
                      train_fn=_scripted_train(3, spe, 3))
     assert not res.converged and res.epoch == 3 and len(res.distances) == 2
 
 
-def test_early_bird_real_training_smoke(data):
-    res = early_bird(_model(data), data, 0.1, epsilon=0.5, max_epochs=2, recipe="book", device="cpu")
+def test_early_bird_real_training_smoke(data, tiny_model):
+    res = early_bird(tiny_model(data), data, 0.1, epsilon=0.5, max_epochs=2, recipe="book", device="cpu")
     assert 1 <= res.epoch <= 2 and res.mask.density == pytest.approx(0.1, abs=1e-4)

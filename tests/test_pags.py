@@ -97,18 +97,8 @@ def test_stitched_density_by_hand():
 # ---------------------------------------------------------------------------------------------------------------
 # small real runs: ResNet18 at width 1/16 on the synthetic 8x8 set (a few seconds on 2 cores)
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data():
-    return pc.load_dataset("synthetic", n_train=128, n_test=32)
-
-
-def _model(data, seed=0):
-    torch.manual_seed(seed)
-    return pc.make_model("resnet18", num_classes=data.num_classes, in_channels=data.in_channels, width=1 / 16)
-
-
-def test_pags_provenance_and_density_drift(data):
-    model = _model(data)
+def test_pags_provenance_and_density_drift(data, tiny_model):
+    model = tiny_model(data)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
     res = pags(model, data, "random", 0.05, population=4, seed=3, device="cpu", chunk=3)
     # θ0 untouched, realised density = the stitched mask's density = provenance accounting
@@ -128,8 +118,8 @@ def test_pags_provenance_and_density_drift(data):
     assert set(res.costs) >= {"generator_s", "scoring_s", "baseline_generator_s", "selection_s", "wall_s"}
 
 
-def test_pags_network_selection_keeps_one_whole_sample(data):
-    model = _model(data)
+def test_pags_network_selection_keeps_one_whole_sample(data, tiny_model):
+    model = tiny_model(data)
     res = pags(model, data, "random", 0.05, population=3, seed=5, device="cpu", selection="network")
     k = int(res.selection.source[0])
     assert (res.selection.source == k).all()
@@ -139,8 +129,8 @@ def test_pags_network_selection_keeps_one_whole_sample(data):
     assert res.selection.network_score() >= max(scores.max(), np.mean(res.baseline["full_spectrum"])) - 1e-12
 
 
-def test_pags_population_resumes_after_a_crash(data, tmp_path):
-    model = _model(data)
+def test_pags_population_resumes_after_a_crash(data, tmp_path, tiny_model):
+    model = tiny_model(data)
     calls = []
 
     def flaky(*a, **k):
@@ -163,8 +153,8 @@ def test_pags_population_resumes_after_a_crash(data, tmp_path):
         pags(model, data, "erk", 0.02, checkpoint=tmp_path / "ck.pt", **{**kw, "population": 5})
 
 
-def test_pegs_measures_and_trains_at_theta_n(data):
-    model = _model(data)
+def test_pegs_measures_and_trains_at_theta_n(data, tiny_model):
+    model = tiny_model(data)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
     res = pegs(model, data, "magnitude", 0.05, pretrain_iters=2, recipe="book", population=2, device="cpu",
                noise=1e-3)
@@ -172,7 +162,7 @@ def test_pegs_measures_and_trains_at_theta_n(data):
     assert any(not torch.equal(theta0[k], theta_n[k]) for k in theta0 if k.endswith("weight"))
     assert any(not torch.equal(theta0[k], theta_n[k]) for k in theta0 if k.endswith("running_mean"))  # BN stats
     assert all(torch.equal(theta0[k], v) for k, v in model.state_dict().items())  # caller's θ0 untouched
-    net_n = _model(data)
+    net_n = tiny_model(data)
     net_n.load_state_dict(theta_n)
     # the generator ran at θ_N: the baseline ticket is θ_N's magnitude mask, not θ0's
     assert res.baseline_mask == pc.generate_mask(net_n, "magnitude", 0.05, device="cpu")

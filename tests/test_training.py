@@ -158,3 +158,55 @@ def test_evaluate_and_bad_inputs(data):
 def test_max_iters_zero_gives_nan_not_minus_one(data):
     res = train(small_model(), data, FAST, device="cpu", max_iters=0, progress=False)
     assert res.history == [] and math.isnan(res.best_val_acc) and math.isnan(res.test_acc)
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "multistep"])
+def test_checkpoint_resume_gives_the_uninterrupted_result(data, tmp_path, schedule):
+    # Oracle: the same run without interruption.  Augmentation on, so the data-order generator's state matters too.
+    rec = Recipe("ck", nesterov=True, batch_size=32, test_batch_size=64, epochs=3, schedule=schedule,
+                 milestones=(0.5,), augment=True)
+    mask = generate_mask(small_model(), "random", 0.2, seed=1, device="cpu")
+    ref_model = small_model()
+    ref = train(ref_model, data, rec, mask=mask.clone(), device="cpu", seed=3, progress=False)
+
+    ck = tmp_path / "run" / "checkpoint.pt"
+    model = small_model()
+    crash_at = 4 + 3  # 4 steps per epoch: dies in epoch 2, after the end-of-epoch-1 checkpoint
+
+    def die(step, *_):
+        if step == crash_at:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(model, data, rec, mask=mask.clone(), device="cpu", seed=3, progress=False, checkpoint=ck, step_callback=die)
+    assert ck.is_file()
+    assert torch.load(ck, weights_only=False)["epoch"] == 1
+    fresh = small_model(seed=99)  # resuming must not depend on the weights the caller passes in
+    res = train(fresh, data, rec, mask=mask.clone(), device="cpu", seed=3, progress=False, checkpoint=ck)
+    assert not ck.exists()  # removed once the run ended
+    assert res.iters == ref.iters and res.best_epoch == ref.best_epoch and res.test_acc == ref.test_acc
+    drop = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert drop(res.history) == drop(ref.history)
+    for k, v in ref_model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_checkpoint_of_another_run_is_refused(data, tmp_path):
+    ck = tmp_path / "checkpoint.pt"
+    rec = Recipe("ck", batch_size=32, epochs=2, schedule="constant", milestones=())
+
+    def die(step, *_):
+        if step == 5:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(small_model(), data, rec, device="cpu", seed=0, progress=False, checkpoint=ck, step_callback=die)
+    with pytest.raises(ValueError, match=r"another run \(seed: checkpoint 0, this call 1\)"):
+        train(small_model(), data, rec, device="cpu", seed=1, progress=False, checkpoint=ck)
+    torch.save({"something": 1}, ck)
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        train(small_model(), data, rec, device="cpu", seed=0, progress=False, checkpoint=ck)

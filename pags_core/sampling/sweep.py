@@ -501,8 +501,9 @@ def _get_train(cfg, data, store: RunStore, ticket_key: dict, mask: Mask, start: 
     def run():
         net = cfg.build_model(seed, data)
         net.load_state_dict(start)
+        kw = {} if train_fn is not None else {"checkpoint": store.artefact("pags_train", key, "checkpoint.pt")}
         res = (train_fn or train)(net, data, cfg.recipe, mask=mask, device=cfg.device, seed=int(seed),
-                                  epochs=cfg.epochs, progress=progress)
+                                  epochs=cfg.epochs, progress=progress, **kw)
         d = res.to_dict() if hasattr(res, "to_dict") else dict(res)
         return d
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
@@ -81,7 +83,8 @@ def _auto_flag(value, dev: torch.device, name: str) -> bool:
 def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Optional[Mask] = None, device="auto",
           seed: int = 0, epochs: Optional[int] = None, max_iters: Optional[int] = None,
           step_callback: Optional[Callable[[int, nn.Module, torch.optim.Optimizer, Optional[Mask]], Any]] = None,
-          eval_every_epoch: bool = True, progress: Optional[bool] = None, amp="auto", channels_last="auto") -> TrainResult:
+          eval_every_epoch: bool = True, progress: Optional[bool] = None, amp="auto", channels_last="auto",
+          checkpoint: "str | os.PathLike | None" = None) -> TrainResult:
     """Train ``model`` in place on ``data`` (a :class:`~pags_core.data.DataSplits` or a data set name) with
     ``recipe`` (a :data:`RECIPES` name or a :class:`Recipe`).
 
@@ -96,6 +99,11 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
       (dropout) through a forked global RNG; the caller's RNG state is left as it was.
     - ``amp``/``channels_last``: ``"auto"`` = on for CUDA only (bf16 autocast, channels-last memory format).
     - A non-finite loss stops training and returns ``diverged=True`` (no exception).
+    - ``checkpoint``: a file path.  After every epoch the whole training state (weights, optimiser, lr schedule,
+      mask, data-order and global RNG states, history, elapsed time, and the ``state_dict()`` of ``step_callback``
+      when it has one) is written there atomically; a call that finds the file resumes after its last epoch and
+      gives the same result as an uninterrupted run.  The file records the recipe, epochs, seed, ``max_iters`` and
+      steps per epoch, and resuming under other values is an error.  It is deleted when training ends.
     """
     from ..data import DataSplits, load_dataset
 
@@ -142,16 +150,42 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
     best_val, best_epoch, best_test = -1.0, 0, float("nan")
     diverged = False
     step = 0
+    start_epoch, elapsed_before = 0, 0.0
     t0 = time.perf_counter()
     rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    ckpt_id = {"format": _CKPT_FORMAT, "recipe": asdict(rec), "epochs": n_epochs, "seed": int(seed),
+               "max_iters": max_iters, "steps_per_epoch": steps_per_epoch, "masked": mask is not None}
+    ck = _load_train_checkpoint(ckpt_path, ckpt_id) if ckpt_path is not None else None
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ck["scheduler"])
+        if mask is not None:
+            for k, t in ck["mask"].items():
+                mask[k] = t.to(dev)
+        if step_callback is not None and ck.get("callback") is not None and hasattr(step_callback, "load_state_dict"):
+            step_callback.load_state_dict(ck["callback"])
+        train_it.generator.set_state(ck["data_rng"])
+        history, step, diverged = list(ck["history"]), int(ck["step"]), bool(ck["diverged"])
+        best_val, best_epoch, best_test = float(ck["best_val"]), int(ck["best_epoch"]), float(ck["best_test"])
+        start_epoch, elapsed_before = int(ck["epoch"]), float(ck["elapsed"])
 
     def _eval(split_batches):
         return evaluate(model, split_batches, dev, amp=use_amp, channels_last=use_cl)
 
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(seed)
-        bar = tqdm(range(n_epochs), desc="train", disable=None if progress is None else (not progress), leave=False)
+        if ck is not None:
+            torch.set_rng_state(ck["cpu_rng"])
+            if rng_devices and ck.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ck["cuda_rng"], rng_devices[0])
+        bar = tqdm(range(start_epoch, n_epochs), desc="train", initial=start_epoch, total=n_epochs,
+                   disable=None if progress is None else (not progress), leave=False)
         for epoch in bar:
+            if diverged:
+                break
             if max_iters is not None and step >= max_iters:
                 break
             model.train()
@@ -202,9 +236,21 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
                 rec_["diverged"] = True
             history.append(rec_)
             bar.set_postfix(loss=f"{rec_['train_loss']:.3f}", val=f"{rec_.get('val_acc', float('nan')):.3f}")
+            if ckpt_path is not None and not last:
+                _save_train_checkpoint(ckpt_path, {
+                    **ckpt_id, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
+                    "mask": {k: t.detach().cpu() for k, t in mask.items()} if mask is not None else None,
+                    "callback": step_callback.state_dict() if hasattr(step_callback, "state_dict") else None,
+                    "data_rng": train_it.generator.get_state(), "cpu_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(rng_devices[0]) if rng_devices else None,
+                    "history": history, "diverged": diverged, "best_val": best_val, "best_epoch": best_epoch,
+                    "best_test": best_test, "elapsed": elapsed_before + time.perf_counter() - t0})
             if diverged:
                 break
         bar.close()
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt_path.unlink()
 
     if mask is not None and mask is not caller_mask:  # write the final (possibly ITOP-changed) mask back
         for k in list(caller_mask):
@@ -216,4 +262,32 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
     if not has_val or best_epoch == 0:
         best_val, best_epoch, best_test = float("nan"), len(history), final_test
     return TrainResult(test_acc=best_test, best_val_acc=best_val, best_epoch=best_epoch, final_test_acc=final_test,
-                       history=history, diverged=diverged, seconds=time.perf_counter() - t0, iters=step)
+                       history=history, diverged=diverged, seconds=elapsed_before + time.perf_counter() - t0,
+                       iters=step)
+
+
+_CKPT_FORMAT = "pags_core.train-checkpoint/1"
+_CKPT_ID_KEYS = ("recipe", "epochs", "seed", "max_iters", "steps_per_epoch", "masked")
+
+
+def _save_train_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash while writing leaves the previous checkpoint intact
+
+
+def _load_train_checkpoint(path: Path, ident: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    if not path.is_file():
+        return None
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or ck.get("format") != _CKPT_FORMAT:
+        raise ValueError(f"{path} is not a training checkpoint of pags_core.train (format "
+                         f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}); delete it or pass "
+                         f"another checkpoint path")
+    diff = {k: (ck.get(k), ident[k]) for k in _CKPT_ID_KEYS if ck.get(k) != ident[k]}
+    if diff:
+        details = "; ".join(f"{k}: checkpoint {a!r}, this call {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(f"the training checkpoint {path} was written by another run ({details}); delete it or "
+                         f"pass another checkpoint path")
+    return ck
