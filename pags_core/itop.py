@@ -121,6 +121,16 @@ class ITOPRand:
         # growth draws come from their own CPU generator: independent of data order and of the device
         self._gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 0x17A0)
 
+    def state_dict(self) -> Dict[str, Any]:
+        """Step count, update records and the growth generator's state (for :func:`pags_core.train` checkpoints)."""
+        return {"steps": self.steps, "records": [dataclasses.asdict(r) for r in self.records],
+                "generator": self._gen.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.records = [UpdateRecord(**r) for r in state["records"]]
+        self._gen.set_state(state["generator"])
+
     def death_rate_at(self, step: int) -> float:
         """Cosine decay: ``min + (rate - min) * (1 + cos(pi * step / total_steps)) / 2``."""
         frac = min(max(step / self.total_steps, 0.0), 1.0)
@@ -269,6 +279,7 @@ def itop_train(
     keep_snapshots: bool = True,
     step_callback: Optional[Callable[[int, nn.Module, Any, MutableMapping], None]] = None,
     progress: Any = None,
+    checkpoint: Any = None,
 ) -> ITOPRun:
     """ITOP-Rand dynamic sparse training of ``model`` (its current weights are θ0) on ``data``.
 
@@ -279,6 +290,11 @@ def itop_train(
     returns a snapshot, that object is kept instead (a store can drop the tensors and keep the file paths).
     ``keep_snapshots=False`` keeps nothing in memory.  ``step_callback`` is chained after the ITOP update (same
     signature as :func:`pags_core.train`'s), e.g. to log the mask the loop is training with.
+
+    ``checkpoint``: a file path for :func:`pags_core.train`'s per-epoch checkpoint, which here also holds the ITOP
+    state (step count, update records, growth generator) and the snapshots emitted so far; a call that finds it
+    resumes after its last epoch and returns the same run as an uninterrupted call (the anchor is emitted again from
+    the ``model`` passed in, which must be θ0).  The state of a chained ``step_callback`` is not saved.
     """
     from .data import load_dataset
     from .pruning import generate_mask
@@ -315,8 +331,17 @@ def itop_train(
         if step_callback is not None:
             step_callback(step, mdl, opt, msk)
 
+    def _state():
+        return {"itop": cb.state_dict(), "snapshots": list(snaps)}
+
+    def _load(state):
+        cb.load_state_dict(state["itop"])
+        snaps[:] = state["snapshots"]
+
+    _callback.state_dict, _callback.load_state_dict = _state, _load  # picked up by train()'s checkpoint
+
     result = train(model, data, recipe, mask=mask, device=device, seed=seed, epochs=epochs, max_iters=max_iters,
-                   step_callback=_callback, progress=progress)
+                   step_callback=_callback, progress=progress, checkpoint=checkpoint)
     final = _clone_mask(last_mask["m"]) if "m" in last_mask else _clone_mask(mask)
     return ITOPRun(anchor=anchor, snapshots=snaps, updates=list(cb.records), result=result, total_steps=total,
                    final_mask=final)
@@ -698,7 +723,7 @@ def _run_dst(ctx: _Context, store, model_name: str, seed: int) -> dict:
     run = itop_train(model, ctx.data, cfg.recipe, density=cfg.density, update_interval=cfg.update_interval, seed=seed,
                      epochs=cfg.epochs, max_iters=cfg.max_iters, death_rate=cfg.death_rate,
                      death_rate_min=cfg.death_rate_min, regrow_dead=cfg.regrow_dead, device=cfg.device,
-                     on_snapshot=persist, progress=ctx.progress)
+                     on_snapshot=persist, progress=ctx.progress, checkpoint=store.artefact(ns, key, "checkpoint.pt"))
     record = {
         "anchor": {"step": 0, "mask": run.anchor.mask_path, "state": run.anchor.state_path},
         "snapshots": [{"step": s.step, "death_rate": s.death_rate, "density": s.density, "mask": s.mask_path,

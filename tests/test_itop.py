@@ -138,6 +138,45 @@ def _tiny_recipe():
                   milestones=(), augment=False)
 
 
+class _Crash(RuntimeError):
+    pass
+
+
+def test_itop_train_resumes_from_its_checkpoint(tmp_path):
+    # Oracle: the same DST run uninterrupted.  The interrupted run dies in epoch 2 (after the epoch-1 checkpoint);
+    # resumed, it must give the same snapshots, update records and final weights.
+    data = pags_core.load_dataset("synthetic")
+
+    def model():
+        torch.manual_seed(0)
+        return pags_core.make_model("resnet18", num_classes=data.num_classes, in_channels=data.in_channels, width=0.125)
+
+    kw = dict(density=0.1, update_interval=2, seed=0, device="cpu", death_rate=0.5)
+    ref_model = model()
+    ref = itop_train(ref_model, data, _tiny_recipe(), **kw)
+    steps_per_epoch = math.ceil(len(data.train) / 64)
+    ck = tmp_path / "dst" / "checkpoint.pt"
+
+    def die(step, *_):
+        if step == steps_per_epoch + 3:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        itop_train(model(), data, _tiny_recipe(), checkpoint=ck, step_callback=die, **kw)
+    assert torch.load(ck, weights_only=False)["epoch"] == 1
+    resumed_model = model()
+    run = itop_train(resumed_model, data, _tiny_recipe(), checkpoint=ck, **kw)
+    assert not ck.exists()
+    assert [s.step for s in run.snapshots] == [s.step for s in ref.snapshots]
+    for a, b in zip(run.snapshots, ref.snapshots):
+        assert a.mask == b.mask and all(torch.equal(a.state[k], b.state[k]) for k in b.state)
+    assert [(u.step, u.removed, u.per_layer) for u in run.updates] == [(u.step, u.removed, u.per_layer)
+                                                                       for u in ref.updates]
+    assert run.final_mask == ref.final_mask and run.result.test_acc == ref.result.test_acc
+    for k, v in ref_model.state_dict().items():
+        assert torch.equal(resumed_model.state_dict()[k], v), k
+
+
 def test_itop_train_snapshots_are_the_masks_actually_trained():
     data = pags_core.load_dataset("synthetic")
     torch.manual_seed(0)
