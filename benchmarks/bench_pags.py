@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     else:
         load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
         hw = (f"CPU: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), threads "
-              f"{torch.get_num_threads()}, load average at the end {load[0]:.1f} (shared machine: other jobs ran)")
+              f"{torch.get_num_threads()}, load average at the end {load[0]:.1f} (this benchmark's own threads count toward it)")
     cmd = f"{COMMAND} --device {args.device} --generators {' '.join(args.generators)}" + (
         f" --population {args.population}" if args.population else "")
     text = (f"# PAGS population throughput ({dev.type})\n\nCommand: `{cmd}`\n\n{hw}; torch {torch.__version__}, "
