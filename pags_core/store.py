@@ -76,6 +76,24 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash while writing leaves the previous
+    file intact (checkpoints of PAGS populations and of training runs)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 class RunStore:
     """A folder of finished runs: ``<root>/<namespace>/<key>/{config.json,result.json}`` plus optional artefacts.
 

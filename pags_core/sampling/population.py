@@ -19,7 +19,6 @@ import copy
 import dataclasses
 import math
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from ..device import resolve_device
 from ..masks import Mask
 from ..models import prunable_parameters
 from ..pruning import GENERATORS, generate_mask
+from ..store import atomic_torch_save
 from .selection import BASELINE, SELECTION_METRICS, Selection, SelectionState, stitched_density
 
 __all__ = ["PAGSResult", "pags", "pegs", "pretrain", "sample_seed", "default_noise", "mask_metrics",
@@ -155,22 +155,9 @@ def _clean(x):
 # ------------------------------------------------------------------------------------------------------------------
 # checkpoints
 # ------------------------------------------------------------------------------------------------------------------
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_checkpoint(path: Path, *, config, state: SelectionState, stitched: Mask, baseline_mask: Mask, base: dict,
                      pop: dict, costs: dict) -> None:
-    _atomic_torch_save({
+    atomic_torch_save({
         "format": _CKPT_FORMAT,
         "config": config,
         "selection": state.state_dict(),

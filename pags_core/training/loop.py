@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..device import resolve_device
 from ..masks import Mask
+from ..store import atomic_torch_save
 from .recipes import Recipe, get_recipe
 
 __all__ = ["TrainResult", "train", "evaluate"]
@@ -84,7 +85,7 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
           seed: int = 0, epochs: Optional[int] = None, max_iters: Optional[int] = None,
           step_callback: Optional[Callable[[int, nn.Module, torch.optim.Optimizer, Optional[Mask]], Any]] = None,
           eval_every_epoch: bool = True, progress: Optional[bool] = None, amp="auto", channels_last="auto",
-          checkpoint: "str | os.PathLike | None" = None) -> TrainResult:
+          checkpoint: str | os.PathLike | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` (a :class:`~pags_core.data.DataSplits` or a data set name) with
     ``recipe`` (a :data:`RECIPES` name or a :class:`Recipe`).
 
@@ -168,7 +169,7 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
         if step_callback is not None and ck.get("callback") is not None and hasattr(step_callback, "load_state_dict"):
             step_callback.load_state_dict(ck["callback"])
         train_it.generator.set_state(ck["data_rng"])
-        history, step, diverged = list(ck["history"]), int(ck["step"]), bool(ck["diverged"])
+        history, step = list(ck["history"]), int(ck["step"])
         best_val, best_epoch, best_test = float(ck["best_val"]), int(ck["best_epoch"]), float(ck["best_test"])
         start_epoch, elapsed_before = int(ck["epoch"]), float(ck["elapsed"])
 
@@ -184,8 +185,6 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
         bar = tqdm(range(start_epoch, n_epochs), desc="train", initial=start_epoch, total=n_epochs,
                    disable=None if progress is None else (not progress), leave=False)
         for epoch in bar:
-            if diverged:
-                break
             if max_iters is not None and step >= max_iters:
                 break
             model.train()
@@ -236,16 +235,16 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
                 rec_["diverged"] = True
             history.append(rec_)
             bar.set_postfix(loss=f"{rec_['train_loss']:.3f}", val=f"{rec_.get('val_acc', float('nan')):.3f}")
-            if ckpt_path is not None and not last:
-                _save_train_checkpoint(ckpt_path, {
+            if ckpt_path is not None and not last:  # a diverged run ends here: never checkpointed
+                atomic_torch_save({
                     **ckpt_id, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
                     "mask": {k: t.detach().cpu() for k, t in mask.items()} if mask is not None else None,
                     "callback": step_callback.state_dict() if hasattr(step_callback, "state_dict") else None,
                     "data_rng": train_it.generator.get_state(), "cpu_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(rng_devices[0]) if rng_devices else None,
-                    "history": history, "diverged": diverged, "best_val": best_val, "best_epoch": best_epoch,
-                    "best_test": best_test, "elapsed": elapsed_before + time.perf_counter() - t0})
+                    "history": history, "best_val": best_val, "best_epoch": best_epoch,
+                    "best_test": best_test, "elapsed": elapsed_before + time.perf_counter() - t0}, ckpt_path)
             if diverged:
                 break
         bar.close()
@@ -267,14 +266,6 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
 
 
 _CKPT_FORMAT = "pags_core.train-checkpoint/1"
-_CKPT_ID_KEYS = ("recipe", "epochs", "seed", "max_iters", "steps_per_epoch", "masked")
-
-
-def _save_train_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash while writing leaves the previous checkpoint intact
 
 
 def _load_train_checkpoint(path: Path, ident: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -285,7 +276,7 @@ def _load_train_checkpoint(path: Path, ident: Dict[str, Any]) -> Optional[Dict[s
         raise ValueError(f"{path} is not a training checkpoint of pags_core.train (format "
                          f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}); delete it or pass "
                          f"another checkpoint path")
-    diff = {k: (ck.get(k), ident[k]) for k in _CKPT_ID_KEYS if ck.get(k) != ident[k]}
+    diff = {k: (ck.get(k), v) for k, v in ident.items() if ck.get(k) != v}  # format already matched
     if diff:
         details = "; ".join(f"{k}: checkpoint {a!r}, this call {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"the training checkpoint {path} was written by another run ({details}); delete it or "
