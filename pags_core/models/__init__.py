@@ -7,12 +7,13 @@ from collections import OrderedDict
 from torch import nn
 
 from ..registry import Registry
+from .geometry import LayerGeometry, layer_geometry
 from .init import init_random
 from .resnet import BasicBlock, CifarResNet
 from .vgg import VGG16D
 
 __all__ = ["MODELS", "make_model", "prunable_layers", "prunable_parameters", "init_random", "add_log_softmax",
-           "CifarResNet", "VGG16D"]
+           "CifarResNet", "VGG16D", "LayerGeometry", "layer_geometry"]
 
 #: name -> factory(num_classes, in_channels, width) -> nn.Module (PyTorch default init; ``make_model`` applies ``init``).
 MODELS: Registry = Registry("model")
