@@ -10,11 +10,13 @@ import torch
 from torch import nn
 
 import pags_core
-from pags_core.itop import (ITOPConfig, ITOPRand, apply_bcode_filter, itop_study, itop_train, select_snapshots,
-                            snapshot_correlations)
+from pags_core.analysis import apply_bcode_filter, snapshot_correlations
+from pags_core.experiments import select_snapshots
+from pags_core.methods.itop import ITOPRand, itop_train
+from pags_core.training import TrainState
 from pags_core.masks import Mask
 from pags_core.models import prunable_parameters
-from pags_core.stats import pearson
+from pags_core.analysis import pearson
 from pags_core.store import RunStore
 from pags_core.training import Recipe
 
@@ -129,7 +131,8 @@ def test_callback_zeroes_momentum_of_regrown_weights_in_a_training_loop():
         nn.functional.cross_entropy(model(x), y).backward()  # no gradient masking: momentum builds off-mask
         opt.step()
         mask.apply_(model)
-        cb(step, model, opt, mask)
+        cb.on_step_end(TrainState(model=model, optimizer=opt, mask=mask, device=torch.device("cpu"),
+                                  steps_per_epoch=10, total_steps=10, step=step))
     assert [r.step for r in cb.records] == [3, 6, 9] and sum(grown_seen) > 0
 
 
@@ -157,12 +160,12 @@ def test_itop_train_resumes_from_its_checkpoint(tmp_path):
     steps_per_epoch = math.ceil(len(data.train) / 64)
     ck = tmp_path / "dst" / "checkpoint.pt"
 
-    def die(step, *_):
-        if step == steps_per_epoch + 3:
+    def die(state):
+        if state.step == steps_per_epoch + 3:
             raise _Crash
 
     with pytest.raises(_Crash):
-        itop_train(model(), data, _tiny_recipe(), checkpoint=ck, step_callback=die, **kw)
+        itop_train(model(), data, _tiny_recipe(), checkpoint=ck, callbacks=die, **kw)
     assert torch.load(ck, weights_only=False)["epoch"] == 1
     resumed_model = model()
     run = itop_train(resumed_model, data, _tiny_recipe(), checkpoint=ck, **kw)
@@ -183,13 +186,14 @@ def test_itop_train_snapshots_are_the_masks_actually_trained():
     model = pags_core.make_model("resnet18", num_classes=data.num_classes, in_channels=data.in_channels, width=0.125)
     seen = {}
 
-    def log(step, mdl, opt, msk):  # runs after the ITOP update of the same step
+    def log(state):  # runs after the ITOP update of the same step
+        step, mdl, msk = state.step, state.model, state.mask
         seen[step] = msk.clone()
         for n, p in prunable_parameters(mdl).items():
             assert not bool(((p.detach() != 0) & ~msk[n]).any()), "a weight lives outside the current mask"
 
     run = itop_train(model, data, _tiny_recipe(), density=0.1, update_interval=2, seed=0, device="cpu",
-                     step_callback=log)
+                     callbacks=log)
     steps_per_epoch = math.ceil(len(data.train) / 64)
     assert run.total_steps == 2 * steps_per_epoch == run.result.iters
     assert [s.step for s in run.snapshots] == list(range(2, run.total_steps, 2)) == [u.step for u in run.updates]
@@ -202,57 +206,6 @@ def test_itop_train_snapshots_are_the_masks_actually_trained():
     assert seen[3] == run.snapshots[0].mask
     # the anchor weights are the dense initialisation θ0
     assert all(bool((run.anchor.state[n] != 0).float().mean() > 0.99) for n in run.anchor.mask)
-
-
-def _study_config(**kw):
-    base = dict(profile="test", models=("resnet18",), dataset="synthetic", width=0.125, in_channels=3, num_classes=10,
-                init="paper", density=0.1, recipe=_tiny_recipe(), update_interval=1, snapshots=4, seeds=(0,),
-                device="cpu")
-    base.update(kw)
-    return ITOPConfig(**base)
-
-
-def test_study_resumes_after_a_crash_without_retraining_finished_snapshots(tmp_path, monkeypatch):
-    import pags_core.training as tr
-
-    real_train = tr.train
-    calls = {"dst": 0, "static": 0}
-
-    def counting(model, data, recipe="book", **kw):
-        calls["dst" if kw.get("step_callback") is not None else "static"] += 1
-        return real_train(model, data, recipe, **kw)
-
-    def crashing(model, data, recipe="book", **kw):
-        if kw.get("step_callback") is None and calls["static"] == 2:
-            raise RuntimeError("simulated crash")
-        return counting(model, data, recipe, **kw)
-
-    cfg = _study_config()
-    store = RunStore(tmp_path / "store")
-    monkeypatch.setattr(tr, "train", crashing)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        itop_study(cfg, store=store)
-    assert calls == {"dst": 1, "static": 2}
-
-    monkeypatch.setattr(tr, "train", counting)
-    calls.update(dst=0, static=0)
-    table, corr = itop_study(cfg, store=store)
-    assert calls == {"dst": 0, "static": 2}  # only the two unfinished snapshots were retrained
-    assert table["step"].tolist() == [1, 3, 5, 7]  # 8 steps, updates after steps 1..7, 4 evenly spaced
-    assert (table["nonzero_outside_mask"] == 0).all()  # retrained weights stay inside the snapshot masks
-
-    calls.update(dst=0, static=0)
-    again = itop_study(cfg, store=store)
-    assert calls == {"dst": 0, "static": 0}
-    pd.testing.assert_frame_equal(again.table.drop(columns=["retrain_seconds"]), table.drop(columns=["retrain_seconds"]))
-
-    fresh = itop_study(cfg, store=RunStore(tmp_path / "fresh"))  # an uninterrupted run gives the same numbers
-    cols = [c for c in table.columns if c != "retrain_seconds"]
-    pd.testing.assert_frame_equal(fresh.table[cols], table[cols])
-    pd.testing.assert_frame_equal(fresh.correlations, corr)
-    assert set(corr["filter"]) == {"none", "bcode_vgg"}
-    assert {"ramanujan_gap", "weighted_gap", "imdb", "imsg", "full_spectrum", "dist_initial",
-            "dist_same_mask"} <= set(corr["metric"])
 
 
 def test_select_snapshots_and_bcode_filter():

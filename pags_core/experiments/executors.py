@@ -224,6 +224,7 @@ class ProcessExecutor(Executor):
         if self._closed:
             raise RuntimeError("this executor has been shut down")
         fut: Future = Future()
+        fut.log = None if log is None else str(log)
         with self._lock:
             self._queue.append((fut, (fn, args, kwargs, None if log is None else str(log))))
             self._start()

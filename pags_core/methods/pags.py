@@ -1,4 +1,5 @@
-"""PAGS: oversample a PaI generator at fixed weights and stitch the best layers (METHOD §7); PEGS at θ_N (§8).
+"""PAGS: oversample a PaI generator at fixed weights and stitch the best layers; PEGS: the same at θ_N, after N
+dense pre-training steps (paper B, section 4).
 
 :func:`pags` is a meta-method over any registered generator:
 
@@ -34,11 +35,11 @@ from ..device import resolve_device
 from ..masks import Mask
 from ..models import prunable_parameters
 from ..pruning import GENERATORS, generate_mask
-from ..store import atomic_torch_save
+from ..store import atomic_torch_save, canonical, tensor_digest
 from .selection import BASELINE, SELECTION_METRICS, Selection, SelectionState, stitched_density
 
 __all__ = ["PAGSResult", "pags", "pegs", "pretrain", "sample_seed", "default_noise", "mask_metrics",
-           "NOISY_GENERATORS", "pretrain_recipe"]
+           "NOISY_GENERATORS", "pretrain_recipe", "baseline_ticket"]
 
 #: data-free generators that are deterministic given θ: their population samples need the scoring-only noise
 NOISY_GENERATORS: tuple[str, ...] = ("synflow", "magnitude")
@@ -175,8 +176,6 @@ def _load_checkpoint(path: Path, config) -> dict | None:
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if ck.get("format") != _CKPT_FORMAT:
         raise ValueError(f"{path} is not a PAGS checkpoint (format {ck.get('format')!r})")
-    from ..store import canonical
-
     if canonical(ck["config"]) != canonical(config):
         raise ValueError(f"the PAGS checkpoint {path} was written by another configuration:\n  {canonical(ck['config'])}"
                          f"\nthis run:\n  {canonical(config)}\ndelete it or pass another checkpoint path")
@@ -192,6 +191,28 @@ def _batches_for(data, n: int | None, batch_size: int, seed: int, device):
     if n is None:  # the full training loader: one shuffled epoch
         return list(data.train_batches(batch_size, seed=seed, device=device))
     return data.sample_batches(int(n), int(batch_size), seed=seed, device=device)
+
+
+def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, baseline_batches: int | None = None,
+                    score_batch_size: int = 100, seed: int = 0, rounds: int = 100, device="auto",
+                    generate_fn: Callable[..., Mask] | None = None, **generator_opts) -> Mask:
+    """The generator's own ticket M* at the model's current weights, on the CPU: one generator call on the "full"
+    scoring batches (``baseline_batches`` mini-batches of ``score_batch_size``; ``None`` = one shuffled pass over the
+    training split), seeded by ``seed``.  It is the baseline row of the PAGS/PEGS tables and where :func:`pags` starts.
+    Layers pruned to nothing are not warned about here (see :meth:`Mask.empty_layers`)."""
+    gen = _check_generator(generator)
+    dev = resolve_device(device)
+    needs_data = GENERATORS[gen].needs_data
+    if needs_data and data is None:
+        raise ValueError(f"generator {gen!r} scores with mini-batches: pass data=")
+    opts = dict(generator_opts)
+    if gen == "synflow" and "input_shape" not in opts and data is not None:
+        opts["input_shape"] = tuple(int(s) for s in data.input_shape)
+    batches = _batches_for(data if needs_data else None, baseline_batches, score_batch_size, int(seed), dev)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pruned .* layer\\(s\\) to nothing.*")
+        return (generate_fn or generate_mask)(model, gen, density, batches=batches, seed=int(seed), device=dev,
+                                              noise=0.0, rounds=rounds, progress=False, **opts).to("cpu")
 
 
 def pags(model: nn.Module, data, generator: str, density: float, *, population: int = 2000,
@@ -271,6 +292,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
     }
     layer_names = list(prunable_parameters(model))
     weights = {n: p.detach().clone() for n, p in prunable_parameters(model).items()}
+    config["weights_digest"] = tensor_digest(weights)  # a checkpoint taken at other weights is refused
 
     def _gen(s: int, batches, nz: float) -> Mask:
         with warnings.catch_warnings():
@@ -292,9 +314,9 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
         costs = {"baseline_generator_s": 0.0, "generator_s": 0.0, "scoring_s": 0.0, "selection_s": 0.0, "wall_s": 0.0}
         t = time.perf_counter()
         if baseline_mask is None:
-            batches = _batches_for(data if needs_data else None, baseline_batches, score_batch_size, int(seed), dev)
-            baseline_mask = _gen(int(seed), batches, 0.0).to("cpu")
-            del batches
+            baseline_mask = baseline_ticket(model, data, gen, density, baseline_batches=baseline_batches,
+                                            score_batch_size=score_batch_size, seed=seed, rounds=rounds, device=dev,
+                                            generate_fn=generate, **opts)
             costs["baseline_generator_s"] = time.perf_counter() - t
         else:
             baseline_mask = baseline_mask.to("cpu").clone()
@@ -377,43 +399,45 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
 # PEGS
 # ------------------------------------------------------------------------------------------------------------------
 def pretrain_recipe(recipe):
-    """The dense pre-training recipe of PEGS (METHOD §8 default): the training recipe's optimiser, batch size and
-    augmentation with a **constant** learning rate (no decay inside the first N iterations)."""
+    """The dense pre-training recipe of PEGS: the training recipe's optimiser, batch size and augmentation with a
+    **constant** learning rate (the paper does not document it; no decay inside the first N iterations)."""
     from ..training import get_recipe
 
     return get_recipe(recipe).replace(schedule="constant", milestones=())
 
 
 def pretrain(model: nn.Module, data, iters: int, *, recipe="neurips2023", seed: int = 0, device="auto",
-             progress: Optional[bool] = None, train_fn: Callable | None = None):
+             progress: Optional[bool] = None, checkpoint=None):
     """Train ``model`` (dense, in place) for ``iters`` optimiser steps with :func:`pretrain_recipe` and return the
     :class:`~pags_core.training.TrainResult`.  ``iters=0`` returns ``None`` and leaves the model untouched."""
     from ..training import train
 
-    if not isinstance(iters, int) or iters < 0:
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise ValueError(f"pre-training iterations must be a non-negative int, got {iters!r}")
     if iters == 0:
         return None
-    fn = train_fn or train
     rec = pretrain_recipe(recipe)
     epochs = max(1, math.ceil(iters / max(1, len(data.train_batches(rec.batch_size, seed=seed)))))
-    return fn(model, data, rec, mask=None, device=device, seed=seed, epochs=epochs, max_iters=iters,
-              progress=progress)
+    return train(model, data, rec, mask=None, device=device, seed=seed, epochs=epochs, max_iters=iters,
+                 progress=progress, checkpoint=checkpoint)
 
 
 def pegs(model: nn.Module, data, generator: str, density: float, pretrain_iters: int = 500, *,
-         recipe="neurips2023", pretrain_seed: int = 0, device="auto", progress: Optional[bool] = None,
-         train_fn: Callable | None = None, **pags_kwargs) -> PAGSResult:
-    """Pruning early as graph sampling (METHOD §8): dense pre-training of a **copy** of ``model`` for
-    ``pretrain_iters`` steps (:func:`pretrain`), then :func:`pags` at θ_N — generator gradients, BN running statistics
-    and the |W| of λ and λ_imsg all at θ_N.  ``result.weights`` is θ_N; the ticket is θ_N ⊙ ``result.mask`` and is
-    retrained from θ_N (load ``result.weights`` into the model, then ``train(..., mask=result.mask)``).
-    ``pretrain_iters=0`` is PAGS ("@0")."""
+         recipe="neurips2023", pretrain_seed: int = 0, pretrained: Optional[Mapping[str, torch.Tensor]] = None,
+         device="auto", progress: Optional[bool] = None, **pags_kwargs) -> PAGSResult:
+    """Pruning early as graph sampling: dense pre-training of a **copy** of ``model`` (θ0) for ``pretrain_iters``
+    steps (:func:`pretrain`), then :func:`pags` at θ_N — generator gradients, BN running statistics and the |W| of λ
+    and λ_imsg all at θ_N.  ``result.weights`` is θ_N; the ticket is θ_N ⊙ ``result.mask`` and is retrained from θ_N
+    (load ``result.weights`` into the model, then ``train(..., mask=result.mask)``).  ``pretrained``: θ_N when it was
+    computed already (the experiment layer stores it once and reuses it); ``pretrain_iters=0`` is PAGS ("@0")."""
     dev = resolve_device(device)
     net = copy.deepcopy(model).to(dev)
     t = time.perf_counter()
-    tr = pretrain(net, data, pretrain_iters, recipe=recipe, seed=pretrain_seed, device=dev, progress=progress,
-                  train_fn=train_fn)
+    if pretrained is not None:
+        net.load_state_dict(pretrained)
+        tr = None
+    else:
+        tr = pretrain(net, data, pretrain_iters, recipe=recipe, seed=pretrain_seed, device=dev, progress=progress)
     pre_s = time.perf_counter() - t if tr is not None else 0.0
     extra = dict(pags_kwargs.pop("config_extra", None) or {})
     extra.update(pretrain_iters=int(pretrain_iters), pretrain_seed=int(pretrain_seed))

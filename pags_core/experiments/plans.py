@@ -1,0 +1,197 @@
+"""Chapter plans: which units a chapter needs, built from its :class:`~pags_core.experiments.params.ChapterConfig`,
+and the rows of its tables read back from the store once the plan has run.
+
+- :func:`table_plan`: the PAGS/PEGS tables (paper B, Tables 2–3): per seed and generator the generator's own ticket
+  ("baseline"), PAGS and PEGS@N, the controls (the layer-wise shuffle of each ticket, the generator's ticket at θ_N
+  trained from θ_N, the dense network) and the LTH / Early-Bird baselines, each trained once.
+- :func:`itop_plan`: the ITOP correlation study (paper B, Figs 2–4): one ITOP-Rand run per model and seed, then the
+  static retraining of evenly spaced snapshots.
+
+A plan is static: every unit and its key is known before anything runs (the ITOP update steps follow from the data
+size and the recipe), so a Slurm login node can plan runs it cannot execute.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..store import RunStore
+from .driver import Plan
+from .params import ChapterConfig
+from .units import EarlyBird, ItopDST, ItopRetrain, LTHRound, Pretrain, Shuffle, Ticket, Train
+
+__all__ = ["Row", "TablePlan", "table_plan", "table_runs", "ItopPlan", "itop_plan", "itop_update_steps",
+           "select_snapshots", "ticket_unit", "pretrain_unit"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a results table: its labels and the units behind it (``ticket`` may be None for the dense row)."""
+
+    seed: int
+    generator: str
+    method: str
+    pretrain_iters: int
+    ticket: Any
+    train: Train
+
+
+@dataclass
+class TablePlan:
+    """A table's plan (``plan``) and its rows, in display order."""
+
+    plan: Plan
+    rows: list
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+def pretrain_unit(cfg: ChapterConfig, seed: int, iters: int) -> Pretrain:
+    from ..methods.pags import pretrain_recipe
+
+    return Pretrain(cfg.model, cfg.data, seed, iters, pretrain_recipe(cfg.train.recipe), cfg.exec)
+
+
+def ticket_unit(cfg: ChapterConfig, seed: int, generator: str, method: str = "baseline", iters: int = 0) -> Ticket:
+    """The ticket of one table cell: ``method`` is ``"baseline"`` (the generator's own ticket at θ0, or at θ_N when
+    ``iters`` > 0) or ``"pags"`` (PAGS at θ0, PEGS@``iters`` at θ_N)."""
+    if method not in ("baseline", "pags"):
+        raise ValueError(f"unknown ticket method {method!r}; valid choices: baseline, pags")
+    start = pretrain_unit(cfg, seed, iters) if iters else None
+    return Ticket(cfg.model, cfg.data, seed, cfg.prune(generator), cfg.exec, start=start,
+                  sampling=cfg.sampling(generator) if method == "pags" else None)
+
+
+def table_plan(cfg: ChapterConfig, *, methods: Optional[Sequence[str]] = None) -> TablePlan:
+    """The units of the PAGS/PEGS table of ``cfg``.  Methods (the ``method`` column): ``baseline``, ``PAGS``,
+    ``PEGS@N``; with the controls of ``cfg.controls``: ``shuffle(<method>)`` (``shuffle``), ``generator@N``
+    (``generator_at_start``), ``dense`` (``dense``); and ``LTH``/``EB`` (``cfg.baselines``).  ``methods`` keeps only
+    the rows whose method is listed."""
+    train = lambda seed, ticket: Train(cfg.model, cfg.data, seed, cfg.train, cfg.exec, ticket)  # noqa: E731
+    rows: list[Row] = []
+    ctl = set(cfg.controls)
+    for seed in cfg.seeds:
+        for g in cfg.generators:
+            cells = [("baseline", 0, ticket_unit(cfg, seed, g)), ("PAGS", 0, ticket_unit(cfg, seed, g, "pags"))]
+            for n in cfg.pegs_iters:
+                if "generator_at_start" in ctl:
+                    cells.append((f"generator@{n}", n, ticket_unit(cfg, seed, g, "baseline", n)))
+                cells.append((f"PEGS@{n}", n, ticket_unit(cfg, seed, g, "pags", n)))
+            if "shuffle" in ctl:
+                cells += [(f"shuffle({m})", n, Shuffle(t, seed)) for m, n, t in list(cells)
+                          if not m.startswith("generator@")]
+            rows += [Row(seed, g, m, n, t, train(seed, t)) for m, n, t in cells]
+        if "dense" in ctl:
+            rows.append(Row(seed, "dense", "dense", 0, None, train(seed, None)))
+        for b in cfg.baselines:
+            if b == "lth":
+                t = LTHRound(cfg.model, cfg.data, seed, cfg.density, cfg.lth_rounds, cfg.lth_rounds - 1,
+                             cfg.rewind_iter, cfg.train, cfg.exec)
+                rows.append(Row(seed, "LTH", "LTH", 0, t, train(seed, t)))
+            else:
+                t = EarlyBird(cfg.model, cfg.data, seed, cfg.density, cfg.eb_epsilon, cfg.train, cfg.exec)
+                rows.append(Row(seed, "EB", "EB", 0, t, train(seed, t)))
+    if methods is not None:
+        valid = sorted({r.method for r in rows})
+        bad = sorted(set(methods) - set(valid))
+        if bad:
+            raise ValueError(f"unknown method(s) {', '.join(bad)}; valid choices for this configuration: "
+                             f"{', '.join(valid)}")
+        rows = [r for r in rows if r.method in set(methods)]
+    return TablePlan(Plan([r.train for r in rows], name=f"{cfg.chapter} table"), rows)
+
+
+def _ticket_seconds(ticket: Any, store: RunStore) -> tuple[float, int]:
+    """(wall seconds to find the ticket: pre-training + generator + scoring + selection, or the LTH/EB search;
+    dense optimiser steps before the ticket)."""
+    if ticket is None:
+        return 0.0, 0
+    if isinstance(ticket, Shuffle):
+        return _ticket_seconds(ticket.source, store)
+    res = ticket.result(store)
+    if isinstance(ticket, Ticket):
+        pre = ticket.start.result(store) if ticket.start is not None else {"seconds": 0.0, "iters": 0}
+        own = sum(float(res.get(k, 0.0)) for k in ("baseline_generator_s", "generator_s", "scoring_s",
+                                                   "selection_s"))
+        return float(pre["seconds"]) + own, int(pre["iters"])
+    if isinstance(ticket, LTHRound):
+        rounds = [dataclasses.replace(ticket, round=r).result(store) for r in range(ticket.rounds)]
+        return sum(float(r["seconds"]) for r in rounds), sum(int(r["iters"]) for r in rounds)
+    return float(res["seconds"]), int(res["pretrain_iters"])
+
+
+def table_runs(tp: TablePlan, store: Optional[RunStore] = None) -> pd.DataFrame:
+    """One row per table row of a plan that has run: ``seed``, ``generator``, ``method``, ``pretrain_iters`` (dense or
+    search steps before the ticket), ``test_acc`` (% at the first best-validation epoch), ``final_test_acc``,
+    ``best_val_acc`` (%), ``density_realised``, ``ticket_s``, ``train_s``, ``layers_replaced`` (PAGS/PEGS),
+    ``empty_layers``, ``diverged``, ``kept`` (kept weights per layer), ``ticket_key``."""
+    store = store if store is not None else RunStore()
+    out = []
+    for r in tp.rows:
+        tr = r.train.result(store)
+        tres = r.ticket.result(store) if r.ticket is not None else {}
+        t_s, iters = _ticket_seconds(r.ticket, store)
+        out.append({
+            "seed": r.seed, "generator": r.generator, "method": r.method, "pretrain_iters": iters,
+            "test_acc": 100.0 * float(tr["test_acc"]), "final_test_acc": 100.0 * float(tr["final_test_acc"]),
+            "best_val_acc": 100.0 * float(tr["best_val_acc"]), "density_realised": float(tr["density"]),
+            "ticket_s": t_s, "train_s": float(tr["seconds"]), "layers_replaced": tres.get("layers_replaced"),
+            "empty_layers": int(tres.get("empty_layers", 0)), "diverged": bool(tr.get("diverged", False)),
+            "kept": tr.get("kept"), "ticket_key": r.ticket.key if r.ticket is not None else None,
+        })
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ITOP
+# ----------------------------------------------------------------------------------------------------------------
+def select_snapshots(steps: Sequence[int], count: Optional[int]) -> list:
+    """``count`` evenly spaced entries of ``steps`` (always the first and the last); all of them when ``count`` is
+    None or not smaller than ``len(steps)``."""
+    steps = list(steps)
+    if count is None or count >= len(steps):
+        return steps
+    if count < 1:
+        raise ValueError(f"count must be positive, got {count!r}")
+    idx = sorted(set(int(round(i)) for i in np.linspace(0, len(steps) - 1, count)))
+    return [steps[i] for i in idx]
+
+
+def itop_update_steps(cfg: ChapterConfig) -> list:
+    """The optimiser steps after which ITOP-Rand updates the topology: every ``update_interval`` steps, strictly
+    before the last step of the run (data size, batch size and epochs fix the number of steps)."""
+    n_train = _train_size(cfg)
+    total = cfg.itop_train.epochs * math.ceil(n_train / cfg.itop_train.recipe.batch_size)
+    return list(range(cfg.itop.update_interval, total, cfg.itop.update_interval))
+
+
+def _train_size(cfg: ChapterConfig) -> int:
+    return len(cfg.data.load().train)
+
+
+@dataclass
+class ItopPlan:
+    """The ITOP study's plan and its (model, seed, step) → retraining unit map."""
+
+    plan: Plan
+    dst: dict
+    retrains: list
+
+
+def itop_plan(cfg: ChapterConfig) -> ItopPlan:
+    """One ITOP-Rand run per (model, seed) and the retraining of ``cfg.snapshots`` evenly spaced snapshots of each."""
+    steps = select_snapshots(itop_update_steps(cfg), cfg.snapshots)
+    dst, retrains = {}, []
+    for name in cfg.models:
+        model = cfg.model_for(name)
+        for seed in cfg.seeds:
+            d = ItopDST(model, cfg.data, seed, cfg.itop, cfg.itop_train, cfg.exec)
+            dst[(name, seed)] = d
+            retrains += [((name, seed, s), ItopRetrain(d, s, cfg.retrain, cfg.retrain_from)) for s in steps]
+    return ItopPlan(Plan([u for _, u in retrains], name="ITOP study"), dst, retrains)
