@@ -180,3 +180,24 @@ def test_a_custom_model_factory_is_imported_by_every_worker(tmp_path, monkeypatc
     assert table_runs(tp, RunStore(cfg.store))["test_acc"].iloc[0] >= 0
     with pytest.raises(ImportError, match="no_such_module"):
         ModelSpec("x", factory="no_such_module:f")
+
+
+def test_a_premise_sample_is_the_mask_pags_scored(tmp_path):
+    from pags_core.experiments import premise_plan
+    from pags_core.methods import mask_metrics
+
+    cfg = tiny(tmp_path, generators=["snip"], population=4)
+    store = RunStore(cfg.store)
+    run_plan(table_plan(cfg, methods=["PAGS"]).plan, "serial", store, progress=False)
+    pp = premise_plan(cfg, store, ["snip"], seed=0, k=3)
+    pop = pp.rows[0].ticket.ticket.population(store)
+    fs = pop["population"]["full_spectrum"].mean(axis=1)
+    idx = [int(r.method.split()[1]) for r in pp.rows]
+    assert idx[0] != idx[-1] and fs[idx].min() == fs.min() and fs[idx].max() == fs.max()  # the range is spanned
+    run_plan(pp.plan, "serial", store, progress=False)
+    for r in pp.rows:
+        mask, start = r.ticket.load(store)
+        got = mask_metrics(cfg.model.build(0), [mask], device="cpu")["full_spectrum"][0]
+        k = int(r.method.split()[1])
+        assert got.tolist() == pop["population"]["full_spectrum"][k].tolist()  # the same mask PAGS scored
+    assert len(table_runs(pp, store)) == len(pp.rows)

@@ -180,6 +180,8 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("width", "float", "channel multiplier of the model; None for the profile's",
           check=lambda v: "must be > 0" if v <= 0 else None),
     Param("dataset", "str", "a registered data set; None for the profile's", _reg("DATASETS")),
+    Param("data_options", "dict", "loader options of the data set (image_size; for synthetic also num_classes, "
+          "in_channels, n_train, n_test); None for the profile's"),
     Param("density", "float", "kept fraction of all prunable weights, in (0, 1]; None for the profile's",
           check=lambda v: None if 0 < v <= 1 else "must lie in (0, 1]"),
     Param("seeds", "int_list", "seeds of θ0 and of training; None for the profile's", check=_all(_nonempty, _min(0))),
@@ -211,17 +213,17 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
 )}
 
 _EXECUTION = ("device", "threads", "executor", "workers", "executor_options", "store", "download")
-_MODEL = ("profile", "model", "dataset", "density", "seeds", "epochs")
+_MODEL = ("profile", "model", "dataset", "data_options", "density", "seeds", "epochs")
 
 #: the parameters of each chapter that takes a profile
 CHAPTER_PARAMETERS: Mapping[str, tuple] = {
     "weighted_metrics": ("profile", "generators", "density"),
-    "itop": ("profile", "model", "models", "dataset", "density", "seeds", "epochs", "update_interval", "snapshots",
+    "itop": ("profile", "model", "models", "dataset", "data_options", "density", "seeds", "epochs", "update_interval", "snapshots",
              "retrain_epochs", *_EXECUTION),
     "pags": (*_MODEL, "generators", "population", "controls", "premise_masks", *_EXECUTION),
     "pegs": (*_MODEL, "generators", "population", "pretrain_iters", "baselines", "lth_rounds", "controls",
              *_EXECUTION),
-    "custom": ("profile", "model_factory", "width", "dataset", "density", "seeds", "epochs", "generators",
+    "custom": ("profile", "model_factory", "width", "dataset", "data_options", "density", "seeds", "epochs", "generators",
                "population", *_EXECUTION),
 }
 

@@ -23,9 +23,9 @@ import pandas as pd
 from ..store import RunStore
 from .driver import Plan
 from .params import ChapterConfig
-from .units import EarlyBird, ItopDST, ItopRetrain, LTHRound, Pretrain, Shuffle, Ticket, Train
+from .units import EarlyBird, ItopDST, ItopRetrain, LTHRound, Pretrain, Sample, Shuffle, Ticket, Train
 
-__all__ = ["Row", "TablePlan", "table_plan", "table_runs", "ItopPlan", "itop_plan", "itop_update_steps",
+__all__ = ["Row", "TablePlan", "table_plan", "table_runs", "premise_plan", "ItopPlan", "itop_plan", "itop_update_steps",
            "select_snapshots", "ticket_unit", "pretrain_unit"]
 
 
@@ -114,6 +114,8 @@ def _ticket_seconds(ticket: Any, store: RunStore) -> tuple[float, int]:
         return 0.0, 0
     if isinstance(ticket, Shuffle):
         return _ticket_seconds(ticket.source, store)
+    if isinstance(ticket, Sample):
+        return 0.0, 0
     res = ticket.result(store)
     if isinstance(ticket, Ticket):
         pre = ticket.start.result(store) if ticket.start is not None else {"seconds": 0.0, "iters": 0}
@@ -146,6 +148,30 @@ def table_runs(tp: TablePlan, store: Optional[RunStore] = None) -> pd.DataFrame:
             "kept": tr.get("kept"), "ticket_key": r.ticket.key if r.ticket is not None else None,
         })
     return pd.DataFrame(out)
+
+
+def premise_plan(cfg: ChapterConfig, store: RunStore, generators: Sequence[str], seed: int,
+                 k: Optional[int] = None) -> TablePlan:
+    """The PAGS premise (within one population, does a higher FS train better?): for each generator, ``k`` samples
+    (default ``cfg.premise_masks``) of the population of its PAGS ticket of ``seed`` that span the population's range
+    of layer-mean FS (evenly spaced ranks, lowest and highest included), each trained from θ0.  The PAGS tickets must
+    have run (their stored populations choose the samples).  Row ``method`` is ``"sample <index>"``."""
+    from ..methods.selection import clean
+
+    k = cfg.premise_masks if k is None else int(k)
+    if k < 2:
+        raise ValueError(f"the premise needs at least 2 masks per population, got k = {k}")
+    train = lambda t: Train(cfg.model, cfg.data, seed, cfg.train, cfg.exec, t)  # noqa: E731
+    rows = []
+    for g in generators:
+        ticket = ticket_unit(cfg, seed, g, "pags")
+        fs = clean(ticket.population(store)["population"]["full_spectrum"]).mean(axis=1)
+        ranks = np.argsort(fs, kind="stable")
+        picks = sorted({int(ranks[int(round(i))]) for i in np.linspace(0, len(fs) - 1, min(k, len(fs)))})
+        for idx in picks:
+            t = Sample(ticket, idx)
+            rows.append(Row(seed, g, f"sample {idx}", 0, t, train(t)))
+    return TablePlan(Plan([r.train for r in rows], name=f"{cfg.chapter} premise"), rows)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from ..store import RunStore, atomic_torch_save
 from ..training.recipes import Recipe
 from .specs import DataSpec, ExecSpec, ItopSpec, ModelSpec, PruneSpec, SamplingSpec, TrainSpec, key_config, run_key
 
-__all__ = ["Unit", "UnitContext", "Pretrain", "Ticket", "LTHRound", "EarlyBird", "Shuffle", "Train", "ItopDST",
-           "ItopRetrain", "TICKET_UNITS"]
+__all__ = ["Unit", "UnitContext", "Pretrain", "Ticket", "LTHRound", "EarlyBird", "Shuffle", "Sample", "Train",
+           "ItopDST", "ItopRetrain", "TICKET_UNITS"]
 
 
 @dataclass
@@ -369,7 +369,49 @@ class Shuffle(Unit):
         return self.read_mask(store), self.source.load(store)[1]
 
 
-TICKET_UNITS = (Ticket, LTHRound, EarlyBird, Shuffle)
+@dataclass(frozen=True)
+class Sample(Unit):
+    """Sample ``index`` of the population of a PAGS/PEGS ``ticket``, drawn again on its own
+    (:func:`~pags_core.methods.pags.population_sample`) so that it can be trained: the masks of one population that
+    test the PAGS premise (a higher FS, a higher accuracy)."""
+
+    kind: ClassVar[str] = "sample"
+    result_keys: ClassVar[tuple] = ("density_realised",)
+    ticket: Ticket
+    index: int
+
+    def __post_init__(self):
+        if self.ticket.sampling is None:
+            raise ValueError(f"{self.ticket.label()} has no population to draw a sample from")
+
+    @property
+    def exec(self) -> ExecSpec:
+        return self.ticket.exec
+
+    def label(self) -> str:
+        return f"sample {self.index} of {self.ticket.label()}"
+
+    def deps(self) -> tuple:
+        return () if self.ticket.start is None else (self.ticket.start,)
+
+    def run(self, ctx: UnitContext) -> dict:
+        from ..methods.pags import population_sample
+
+        t, p = self.ticket, self.ticket.prune
+        net = t.model.build(t.seed)
+        if t.start is not None:
+            net.load_state_dict(t.start.weights(ctx.store))
+        mask = population_sample(net, ctx.data(t.data), p.generator, p.density, self.index, seed=t.seed,
+                                 score_batches=t.sampling.batches, score_batch_size=p.batch_size,
+                                 noise=t.sampling.noise, rounds=p.rounds, device=ctx.device, **dict(p.options))
+        _save_mask(ctx, mask)
+        return {"density_realised": mask.density, "empty_layers": len(mask.empty_layers())}
+
+    def load(self, store: RunStore) -> tuple:
+        return self.read_mask(store), self.ticket.start_state(store)
+
+
+TICKET_UNITS = (Ticket, LTHRound, EarlyBird, Shuffle, Sample)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from ..store import atomic_torch_save, canonical, tensor_digest
 from .selection import BASELINE, SELECTION_METRICS, Selection, SelectionState, stitched_density
 
 __all__ = ["PAGSResult", "pags", "pegs", "pretrain", "sample_seed", "default_noise", "mask_metrics",
-           "NOISY_GENERATORS", "pretrain_recipe", "baseline_ticket"]
+           "NOISY_GENERATORS", "pretrain_recipe", "baseline_ticket", "population_sample"]
 
 #: data-free generators that are deterministic given θ: their population samples need the scoring-only noise
 NOISY_GENERATORS: tuple[str, ...] = ("synflow", "magnitude")
@@ -215,6 +215,25 @@ def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, b
                                               noise=0.0, rounds=rounds, progress=False, **opts).to("cpu")
 
 
+def population_sample(model: nn.Module, data, generator: str, density: float, k: int, *, seed: int = 0,
+                      score_batches: int = 4, score_batch_size: int = 100, noise: float = 0.0, rounds: int = 100,
+                      device="auto", generate_fn: Callable[..., Mask] | None = None, **generator_opts) -> Mask:
+    """Sample ``k`` of a PAGS population (on the scoring device): the generator on ``score_batches`` fresh mini-batches
+    drawn with :func:`sample_seed` (``seed``, ``k``), which also seeds Random/ERK and the scoring-only ``noise``.
+    :func:`pags` draws its population with it, so a sample can be drawn again on its own (to train it)."""
+    gen = _check_generator(generator)
+    dev = resolve_device(device)
+    s = sample_seed(seed, k)
+    opts = dict(generator_opts)
+    if gen == "synflow" and "input_shape" not in opts and data is not None:
+        opts["input_shape"] = tuple(int(x) for x in data.input_shape)
+    batches = _batches_for(data if GENERATORS[gen].needs_data else None, score_batches, score_batch_size, s, dev)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pruned .* layer\\(s\\) to nothing.*")
+        return (generate_fn or generate_mask)(model, gen, density, batches=batches, seed=s, device=dev, noise=noise,
+                                              rounds=rounds, progress=False, **opts)
+
+
 def pags(model: nn.Module, data, generator: str, density: float, *, population: int = 2000,
          score_batches: int = 4, score_batch_size: int = 100, baseline_batches: int | None = None,
          noise: float | None = None, rule: str = "dominance", selection: str = "layerwise",
@@ -294,11 +313,6 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
     weights = {n: p.detach().clone() for n, p in prunable_parameters(model).items()}
     config["weights_digest"] = tensor_digest(weights)  # a checkpoint taken at other weights is refused
 
-    def _gen(s: int, batches, nz: float) -> Mask:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*pruned .* layer\\(s\\) to nothing.*")
-            return generate(model, gen, density, batches=batches, seed=s, device=dev, noise=nz, rounds=rounds,
-                            progress=False, **opts)
 
     ckpath = Path(checkpoint) if checkpoint is not None else None
     ck = _load_checkpoint(ckpath, config) if ckpath is not None else None
@@ -346,9 +360,9 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
             t = time.perf_counter()
             masks = []
             for k in ks:
-                s = sample_seed(seed, k)
-                batches = _batches_for(data if needs_data else None, score_batches, score_batch_size, s, dev)
-                masks.append(_gen(s, batches, noise))
+                masks.append(population_sample(model, data, gen, density, k, seed=seed, score_batches=score_batches,
+                                               score_batch_size=score_batch_size, noise=noise, rounds=rounds,
+                                               device=dev, generate_fn=generate, **opts))
             costs["generator_s"] += time.perf_counter() - t
             t = time.perf_counter()
             arr = mask_metrics(weights, masks, convention=convention, device=dev, layer_names=layer_names)
