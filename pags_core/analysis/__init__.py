@@ -3,15 +3,23 @@ the ITOP study's snapshot metrics and correlation table."""
 from __future__ import annotations
 
 from .comparisons import holm, multiple_comparison_note, paired_comparison, paired_differences, sign_flip_pvalue
-from .correlation import CorrelationResult, correlation_table, fisher_z_interval, partial_pearson, pearson, spearman
+from .correlation import CorrelationResult, block_bootstrap_pearson, correlation_table, fisher_z_interval, \
+    partial_pearson, pearson, spearman, within_group
 from .itop import BCODE_VGG_FILTER, ITOP_METRICS, ITOP_REFERENCES, apply_bcode_filter, snapshot_correlations, \
     snapshot_metrics
-from .tables import accuracy_table, cost_table, method_order, population_frame, rule_comparison, summarise_runs
+from .paper_a import PAPER_A_GENERATORS, PUBLISHED_ACCURACY, PUBLISHED_CORRELATIONS, generator_correlations, \
+    pooled_layer_means, published_correlations
+from .tables import REFERENCE_ROWS, accuracy_table, cost_table, kept_counts, method_order, population_frame, \
+    rule_comparison, summarise_runs
 
 __all__ = [
     "holm", "multiple_comparison_note", "paired_comparison", "paired_differences", "sign_flip_pvalue",
-    "CorrelationResult", "correlation_table", "fisher_z_interval", "partial_pearson", "pearson", "spearman",
+    "CorrelationResult", "block_bootstrap_pearson", "correlation_table", "fisher_z_interval", "partial_pearson",
+    "pearson", "spearman", "within_group",
     "BCODE_VGG_FILTER", "ITOP_METRICS", "ITOP_REFERENCES", "apply_bcode_filter", "snapshot_correlations",
     "snapshot_metrics",
-    "accuracy_table", "cost_table", "method_order", "population_frame", "rule_comparison", "summarise_runs",
+    "PAPER_A_GENERATORS", "PUBLISHED_ACCURACY", "PUBLISHED_CORRELATIONS", "generator_correlations",
+    "pooled_layer_means", "published_correlations",
+    "REFERENCE_ROWS", "accuracy_table", "cost_table", "kept_counts", "method_order", "population_frame",
+    "rule_comparison", "summarise_runs",
 ]

