@@ -363,8 +363,8 @@ def screenshot(context, url: str, dest: Path) -> None:
     tab = context.new_page()
     try:
         tab.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)
-        height = tab.evaluate(COLLECT_JS)["height"]
-        tab.set_viewport_size({"width": VIEWPORT[0], "height": max(VIEWPORT[1], min(int(height), SCREENSHOT_MAX_HEIGHT))})
+        height = max(VIEWPORT[1], min(int(tab.evaluate(COLLECT_JS)["height"]), SCREENSHOT_MAX_HEIGHT))
+        tab.set_viewport_size({"width": VIEWPORT[0], "height": height})
         tab.wait_for_timeout(300)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(dest))
