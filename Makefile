@@ -42,7 +42,9 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	bash scripts/nbval.sh
 
+# First the checker's own test (it must fail a broken tiny site, page and defect named), then the built book.
 test-browser: $(STAMP)
+	bash scripts/browser_check.sh --self-test
 	bash scripts/browser_check.sh
 
 # Order matters for time: the book build executes every notebook once and fills the run store (.pags_store/),

@@ -112,21 +112,23 @@ class DataSpec:
             return int(self.option("num_classes", 10))
         return _DATA_SHAPES[self.name][1]
 
-    def load(self, device: str = "cpu", download: bool = False):
-        """The :class:`~pags_core.data.DataSplits` (cached per process and device)."""
-        return _load_data(self, str(device), bool(download))
+    def load(self, device: str = "cpu"):
+        """The :class:`~pags_core.data.DataSplits`, loaded offline (cached per process and device)."""
+        return _load_data(self, str(device))
 
-    def stage(self, download: bool = True) -> None:
-        """Make the files available before runs fan out (CIFAR is downloaded here, once, when ``download``);
-        jobs then load with ``download=False``."""
-        _load_data(self, "cpu", bool(download))
+    def stage(self, download: bool = False) -> None:
+        """Make the files available before runs fan out (:func:`~pags_core.data.stage_dataset`: CIFAR is downloaded
+        here, once, when ``download``); runs then always load offline."""
+        from ..data import stage_dataset
+
+        stage_dataset(self.name, download=download)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_data(spec: DataSpec, device: str, download: bool):
+def _load_data(spec: DataSpec, device: str):
     from ..data import load_dataset
 
-    return load_dataset(spec.name, val_fraction=spec.val_fraction, seed=spec.seed, device=device, download=download,
+    return load_dataset(spec.name, val_fraction=spec.val_fraction, seed=spec.seed, device=device, download=False,
                         **dict(spec.options))
 
 

@@ -49,7 +49,7 @@ class UnitContext:
         return self.unit.artefact(self.store, name)
 
     def data(self, spec: DataSpec):
-        return spec.load(device="cpu", download=False)
+        return spec.load(device="cpu")
 
 
 class Unit:
