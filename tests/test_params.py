@@ -10,7 +10,7 @@ from pags_core.experiments import PARAMETERS, CHAPTER_PARAMETERS, ParameterError
 def test_the_book_and_paper_profiles_resolve_to_specs():
     b = resolve("pegs", profile="book")
     assert (b.data.name, dict(b.data.options), b.model.name, b.model.width, b.model.in_channels) == \
-        ("mnist5k", {"image_size": 14}, "resnet18", 1 / 8, 1)
+        ("mnist5k", {"image_size": 14, "test_fraction": 0.2}, "resnet18", 1 / 8, 1)
     assert (b.density, b.train.recipe.name, b.train.epochs, b.exec.device, b.exec.threads) == (0.02, "book", 5, "cpu", 1)
     assert (b.executor, b.workers) == ("processes", 2) and len(b.seeds) >= 4
     p = resolve("pegs", profile="PAPER", device="cpu")
