@@ -455,3 +455,16 @@ def test_every_generator_masks_every_layer_kind_at_the_density(method):
     assert list(m) == list(AllKinds.EXPECTED)
     assert m.num_kept == round(0.3 * m.num_total)
     m.check(net, complete=True)
+
+
+@pytest.mark.filterwarnings("ignore:.*pruned .* to nothing")
+def test_local_scope_and_magnitude_reference_on_every_layer_kind():
+    net = all_kinds()
+    local = generate_mask(net, "random", 0.3, scope="local", device="cpu")
+    assert {k: kept for k, (kept, _) in local.layer_counts().items()} == \
+        {k: max(1, round(0.3 * p.numel())) for k, p in prunable_parameters(net).items()}
+    mag = generate_mask(net, "magnitude", 0.3, device="cpu")
+    w = torch.cat([p.detach().abs().reshape(-1) for p in prunable_parameters(net).values()])
+    kth = torch.sort(w, descending=True).values[round(0.3 * w.numel()) - 1]
+    for k, p in prunable_parameters(net).items():
+        assert torch.equal(mag[k], p.detach().abs() >= kth), k  # no ties among random float weights
