@@ -77,7 +77,8 @@ def _expected_weights(model: nn.Module) -> list:
 
 @pytest.fixture(scope="module")
 def data():
-    return pc.load_dataset("synthetic", num_classes=10, in_channels=3, image_size=32, n_train=4, n_test=2)
+    return pc.load_dataset("synthetic", num_classes=10, in_channels=3, image_size=32, n_train=4, n_test=2,
+                           val_fraction=0.0)
 
 
 @pytest.mark.filterwarnings("ignore:.*pruned .* to nothing")
