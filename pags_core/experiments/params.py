@@ -274,6 +274,15 @@ class ChapterConfig:
     download: bool
     deviations: tuple
 
+    def replace(self, **changes: Any) -> "ChapterConfig":
+        """A copy with some fields changed (e.g. ``cfg.replace(generators=("snip",), controls=())``); the fields are
+        those of this class, already resolved (specs, tuples)."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(changes) - valid)
+        if bad:
+            raise ParameterError(f"unknown configuration field(s) {', '.join(bad)}; fields: {', '.join(sorted(valid))}")
+        return dataclasses.replace(self, **changes)
+
     # ---- specs of the runs ------------------------------------------------------------------------------------
     def prune(self, generator: str) -> PruneSpec:
         """The generator call of this configuration (the baseline ticket M*)."""
