@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import warnings
@@ -94,13 +95,16 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _preempt(job_id: str) -> None:
-    """Signal a job as Slurm does when it preempts it, like submitit's own tests (``SlurmJob._interrupt``): SIGTERM,
-    then the USR2 on which submitit checkpoints and requeues.  The signals go to the job's step (``<job>.0``, where
-    the unit runs): signalling some array tasks as a whole answers "Job can not be altered now" on Slurm 22.05 while
-    delivering the signal, and scancel then redelivers it every 5 s, which would interrupt the requeued run too."""
-    for sig in ("SIGTERM", "USR2"):
-        subprocess.run(["scancel", "--signal", sig, f"{job_id}.0"], check=True, capture_output=True, timeout=60)
+def _preempt(pid: int) -> None:
+    """Signal a unit's process as Slurm does when it preempts the job, like submitit's own tests
+    (``SlurmJob._interrupt``): SIGTERM, then the USR2 on which submitit checkpoints and requeues the job.
+
+    The signals go straight to the process (the cluster is this machine): ``scancel --signal`` retries its request
+    every 5 s when it fails, and it fails when the job requeues itself before slurmctld answers, so the retry
+    interrupted the requeued run as well."""
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.2)
+    os.kill(pid, signal.SIGUSR2)
 
 
 def _epochs(events: list) -> list:
@@ -118,7 +122,7 @@ def test_sweep_resumes_after_preemption_and_equals_the_serial_run(cluster, tmp_p
                                  log=tmp_path / "logs" / f"{s}.log") for s in seeds}
         assert len({f.job_id.split("_")[0] for f in futs.values()}) == 1, "a wave is one job array"
         _wait_for(lambda: toy.checkpointed_epoch(str(store), 0, EPOCHS) >= 1, 120, "the first checkpoint of seed 0")
-        _preempt(futs[0].job_id)
+        _preempt(int(re.search(r"pid=(\d+)", toy.read_events(str(store), 0, EPOCHS)[0])[1]))
         assert toy.checkpointed_epoch(str(store), 0, EPOCHS) < EPOCHS, "seed 0 finished before it was preempted"
         results = {s: f.result(timeout=180) for s, f in futs.items()}
     finally:
@@ -158,16 +162,24 @@ def test_failing_job_is_reported_with_its_logs(cluster, tmp_path):
             good = ex.submit(toy.train_toy, str(store), 5, epochs=2, log=tmp_path / "good.log")
             bad = ex.submit(toy.train_toy, str(store), 6, epochs=3, fail_at=2, log=tmp_path / "bad.log")
         assert good.result(timeout=120)["w"] == toy.toy_reference(5, 2)
-        with pytest.raises(SlurmJobFailed) as info:
+        stubborn = ex.submit(toy.raise_stubborn, log=tmp_path / "stubborn.log")
+        # the unit's own exception comes back, with the job and its logs in a note
+        with pytest.raises(RuntimeError, match="toy unit 6 fails on purpose in epoch 2") as info:
             bad.result(timeout=120)
+        # an exception that cannot cross a process boundary: SlurmJobFailed with its traceback
+        with pytest.raises(SlurmJobFailed, match="StubbornError: the stubborn unit failed: on purpose") as failed:
+            stubborn.result(timeout=120)
     finally:
         ex.shutdown(cancel=True)
-    err = info.value
-    assert err.job_id == bad.job_id and f"Slurm job {bad.job_id} failed" in str(err)
-    assert str(tmp_path / "bad.log") in err.logs
+    note = "\n".join(getattr(info.value, "__notes__", []))
+    assert f"in Slurm job {bad.job_id}" in note and str(tmp_path / "bad.log") in bad.logs()
+    for path in bad.logs():
+        assert path in note and Path(path).is_file(), path
+    assert "RuntimeError: toy unit 6 fails on purpose in epoch 2" in (tmp_path / "bad.log").read_text()
+    err = failed.value
+    assert err.job_id == stubborn.job_id and f"Slurm job {stubborn.job_id} failed" in str(err)
     for path in err.logs:
         assert path in str(err) and Path(path).is_file(), path
-    assert "RuntimeError: toy unit 6 fails on purpose in epoch 2" in (tmp_path / "bad.log").read_text()
     assert not RunStore(store).has(toy.NAMESPACE, toy.toy_config(6, 3))
     assert toy.checkpointed_epoch(str(store), 6, 3) == 1  # what a rerun would resume from
 

@@ -81,3 +81,14 @@ def job_environment() -> dict:
     """The environment a job sees: threads and GPUs."""
     return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS",
                                            "SLURM_CPUS_PER_TASK")}
+
+
+class StubbornError(RuntimeError):
+    """An exception whose constructor takes two arguments: it pickles, but unpickling it fails."""
+
+    def __init__(self, what: str, why: str):
+        super().__init__(f"{what} failed: {why}")
+
+
+def raise_stubborn() -> None:
+    raise StubbornError("the stubborn unit", "on purpose")

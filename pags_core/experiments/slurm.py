@@ -8,8 +8,10 @@ per-epoch checkpoint it keeps in the run store.  Job scripts, pickles and logs a
 sub-folder per executor session (job ids restart on a freshly set up cluster).
 
 The futures are :class:`concurrent.futures.Future` objects filled in by a watcher thread: from the job's result file
-when it exists, otherwise from the job's state in ``squeue`` (which works without an accounting database).  A job
-that fails or ends without a result raises :class:`SlurmJobFailed`, whose message names the job id and its logs.
+when it exists, otherwise from the job's state in ``squeue`` (which works without an accounting database).  A unit
+that raises re-raises its own exception type in the driver, with a note naming the job id and its logs; a job that
+ends without a result (cancelled, killed, out of time too often), or whose exception does not pickle, raises
+:class:`SlurmJobFailed`, whose message names the job id and its logs.
 
 submitit is an optional dependency (``pip install "pags_core[cluster]"``), imported when an executor is created.
 """
@@ -84,14 +86,37 @@ class _RequeuedCall:
                   f"{os.uname().nodename}", flush=True)
             try:
                 return self.fn(*args, **kwargs)
-            except Exception:
+            except Exception as e:
                 traceback.print_exc()
+                _keep_exception(e)
                 raise
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
+
+
+_EXCEPTION_FILE = "unit_exception.pkl"  # in the job's folder: the unit's exception, so the driver re-raises its type
+
+
+def _keep_exception(exc: Exception) -> None:
+    """Pickle the unit's exception beside the job's result (submitit keeps only its traceback text), when it survives
+    a round trip through pickle; the driver then raises the same type (e.g. the store's ``LeaseHeld``)."""
+    import pickle
+
+    import cloudpickle
+    from submitit import JobEnvironment
+
+    try:
+        data = cloudpickle.dumps(exc)
+        pickle.loads(data)
+        path = JobEnvironment().paths.folder / _EXCEPTION_FILE
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - then the driver raises SlurmJobFailed with the traceback text
+        pass
 
 
 def _job_id_here() -> str:
@@ -329,41 +354,63 @@ class SlurmExecutor(Executor):
     def _watcher(self) -> None:
         last_queue_check = 0.0
         while not self._closed:
-            with self._lock:
-                live = [f for f in self._live if not f.done()]
-                self._live = live
-            waiting = []
-            for fut in live:
-                if fut.job.paths.result_pickle.exists():
-                    self._finish(fut)
-                else:
-                    waiting.append(fut)
-            now = time.monotonic()
-            if waiting and now - last_queue_check >= 5 * self.poll_s:
-                last_queue_check = now
-                states = _queue_states({f.job_id.split("_")[0] for f in waiting})
-                if states is not None:
-                    for fut in waiting:
-                        state = states.get(fut.job_id)
-                        if state is not None and state not in _ENDED:
-                            fut._ended_since = None
-                            continue
-                        fut._ended_since = fut._ended_since or now
-                        if now - fut._ended_since >= self.grace_s and not fut.job.paths.result_pickle.exists():
-                            fut.set_exception(SlurmJobFailed(
-                                f"Slurm job {fut.job_id} ended ({state or 'no longer known to Slurm'}) without a "
-                                f"result; {fut._describe_logs()}", fut.job_id, fut.logs()))
+            try:
+                last_queue_check = self._check(last_queue_check)
+            except Exception as e:  # noqa: BLE001 - e.g. a shared filesystem that hiccups: try again next round
+                print(f"pags slurm executor: checking the jobs failed ({type(e).__name__}: {e}); retrying",
+                      file=sys.stderr)
             self._wake.wait(self.poll_s)
             self._wake.clear()
 
+    def _check(self, last_queue_check: float) -> float:
+        """One round of the watcher: finish the futures whose result file exists; every ``5 * poll_s`` ask squeue
+        about the others and fail those that ended without a result ``grace_s`` ago."""
+        with self._lock:
+            live = [f for f in self._live if not f.done()]
+            self._live = live
+        waiting = []
+        for fut in live:
+            if fut.job.paths.result_pickle.exists():
+                self._finish(fut)
+            else:
+                waiting.append(fut)
+        now = time.monotonic()
+        if not waiting or now - last_queue_check < 5 * self.poll_s:
+            return last_queue_check
+        states = _queue_states({f.job_id.split("_")[0] for f in waiting})
+        if states is None:
+            return now
+        for fut in waiting:
+            state = states.get(fut.job_id)
+            if state is not None and state not in _ENDED:
+                fut._ended_since = None
+                continue
+            fut._ended_since = fut._ended_since or now
+            if now - fut._ended_since >= self.grace_s and not fut.job.paths.result_pickle.exists():
+                fut.set_exception(SlurmJobFailed(
+                    f"Slurm job {fut.job_id} ended ({state or 'no longer known to Slurm'}) without a result; "
+                    f"{fut._describe_logs()}", fut.job_id, fut.logs()))
+        return now
+
     def _finish(self, fut: SlurmFuture) -> None:
+        import pickle
+
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
         try:
             fut.set_result(fut.job.result())
         except (FailedJobError, UncompletedJobError) as e:
-            fut.set_exception(SlurmJobFailed(f"Slurm job {fut.job_id} failed; {fut._describe_logs()}\n{e}",
-                                             fut.job_id, fut.logs()))
+            try:  # the unit's own exception, raised again with the job and its logs in a note
+                original = pickle.loads((fut.job.paths.folder / _EXCEPTION_FILE).read_bytes())
+            except Exception:  # noqa: BLE001 - none kept (it did not pickle), or the job died outside the unit
+                original = None
+            if isinstance(original, Exception):
+                if hasattr(original, "add_note"):
+                    original.add_note(f"in Slurm job {fut.job_id}; {fut._describe_logs()}\n{e}")
+                fut.set_exception(original)
+            else:
+                fut.set_exception(SlurmJobFailed(f"Slurm job {fut.job_id} failed; {fut._describe_logs()}\n{e}",
+                                                 fut.job_id, fut.logs()))
         except Exception as e:  # noqa: BLE001 - e.g. a result file that cannot be unpickled here
             fut.set_exception(SlurmJobFailed(f"the result of Slurm job {fut.job_id} cannot be read "
                                              f"({type(e).__name__}: {e}); {fut._describe_logs()}",
