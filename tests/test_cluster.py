@@ -87,14 +87,6 @@ def _executor(store: Path, **opts):
     return make_executor("slurm", **opts)
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def _preempt(pid: int) -> None:
     """Signal a unit's process as Slurm does when it preempts the job, like submitit's own tests
     (``SlurmJob._interrupt``): SIGTERM, then the USR2 on which submitit checkpoints and requeues the job.
@@ -121,8 +113,8 @@ def test_sweep_resumes_after_preemption_and_equals_the_serial_run(cluster, tmp_p
             futs = {s: ex.submit(toy.train_toy, str(store), s, epochs=EPOCHS, epoch_s=1.0,
                                  log=tmp_path / "logs" / f"{s}.log") for s in seeds}
         assert len({f.job_id.split("_")[0] for f in futs.values()}) == 1, "a wave is one job array"
-        _wait_for(lambda: toy.checkpointed_epoch(str(store), 0, EPOCHS) >= 1, 120, "the first checkpoint of seed 0")
-        _preempt(int(re.search(r"pid=(\d+)", toy.read_events(str(store), 0, EPOCHS)[0])[1]))
+        toy.wait_for(lambda: toy.checkpointed_epoch(str(store), 0, EPOCHS) >= 1, 120, "the first checkpoint of seed 0")
+        _preempt(toy.started_pid(toy.read_events(str(store), 0, EPOCHS)))
         assert toy.checkpointed_epoch(str(store), 0, EPOCHS) < EPOCHS, "seed 0 finished before it was preempted"
         results = {s: f.result(timeout=180) for s, f in futs.items()}
     finally:
@@ -192,7 +184,7 @@ def test_cancelled_job_is_reported_without_accounting(cluster, tmp_path):
     ex = _executor(store, grace_s=2)
     try:
         fut = ex.submit(toy.train_toy, str(store), 9, epochs=60, epoch_s=1.0, log=tmp_path / "long.log")
-        _wait_for(lambda: toy.read_events(str(store), 9, 60), 120, "the long job to start")
+        toy.wait_for(lambda: toy.read_events(str(store), 9, 60), 120, "the long job to start")
         subprocess.run(["scancel", fut.job_id], check=True)
         with pytest.raises(SlurmJobFailed, match=rf"Slurm job {fut.job_id} ended \(CANCELLED\) without a result"):
             fut.result(timeout=60)

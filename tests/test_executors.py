@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import sys
-import time
 
 import pytest
 
@@ -20,14 +19,6 @@ EPOCHS = 4
 SEEDS = (0, 1, 2)
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _started_epochs(events: list, pid: int) -> list:
     return [int(m[1]) for e in events if (m := re.match(rf"epoch (\d+) attempt=\d+ pid={pid}$", e))]
 
@@ -37,8 +28,8 @@ def test_killed_worker_fails_only_its_unit_and_a_rerun_computes_only_that_unit(t
     with ProcessExecutor(workers=2) as ex:
         futs = {s: ex.submit(toy.train_toy, root, s, epochs=EPOCHS, epoch_s=0.5, log=tmp_path / f"{s}.log")
                 for s in SEEDS}
-        _wait_for(lambda: toy.checkpointed_epoch(root, 0, EPOCHS) >= 1, 120, "the first checkpoint of seed 0")
-        pid = int(re.search(r"pid=(\d+)", toy.read_events(root, 0, EPOCHS)[0])[1])
+        toy.wait_for(lambda: toy.checkpointed_epoch(root, 0, EPOCHS) >= 1, 120, "the first checkpoint of seed 0")
+        pid = toy.started_pid(toy.read_events(root, 0, EPOCHS))
         os.kill(pid, signal.SIGKILL)
         killed_at = toy.checkpointed_epoch(root, 0, EPOCHS)
         assert killed_at < EPOCHS, "seed 0 finished before its worker was killed"
@@ -56,7 +47,7 @@ def test_killed_worker_fails_only_its_unit_and_a_rerun_computes_only_that_unit(t
     after = {s: toy.read_events(root, s, EPOCHS) for s in SEEDS}
     assert all(after[s] == before[s] for s in SEEDS[1:]), "a finished unit was computed again"
     new = after[0][len(before[0]):]
-    rerun_pid = int(re.search(r"pid=(\d+)", new[0])[1])
+    rerun_pid = toy.started_pid(new)
     assert new[0].startswith(f"start from={killed_at} ")  # resumed from the checkpoint the killed worker left
     assert _started_epochs(new, rerun_pid) == list(range(killed_at + 1, EPOCHS + 1))
     assert _started_epochs(before[0], pid) == list(range(1, len(_started_epochs(before[0], pid)) + 1))

@@ -7,6 +7,7 @@ can count the epochs really computed and see which process (or Slurm restart) co
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -70,6 +71,19 @@ def train_toy(store_root: str, seed: int, epochs: int = 4, epoch_s: float = 0.0,
 def read_events(store_root: str, seed: int, epochs: int) -> list[str]:
     path = RunStore(store_root).path(NAMESPACE, toy_config(seed, epochs)) / "events.txt"
     return path.read_text().splitlines() if path.is_file() else []
+
+
+def started_pid(events: list) -> int:
+    """The process id of the first run recorded in ``events``."""
+    return int(re.search(r"pid=(\d+)", events[0])[1])
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def checkpointed_epoch(store_root: str, seed: int, epochs: int) -> int:
