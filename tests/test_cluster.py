@@ -193,7 +193,8 @@ def test_cancelled_job_is_reported_without_accounting(cluster, tmp_path):
 
 
 def test_gpu_job_lands_on_a_fake_gpu_with_its_threads(cluster, tmp_path):
-    ex = _executor(tmp_path / "store", gpus_per_job=1, cpus_per_job=2)
+    ex = _executor(tmp_path / "store", gpus_per_job=1, cpus_per_job=2,
+                   extra={"setup": ["export PAGS_TEST_SETUP=ran"]})
     try:
         assert ex.device("auto") == "cuda"
         env = ex.submit(toy.job_environment).result(timeout=120)
@@ -201,6 +202,7 @@ def test_gpu_job_lands_on_a_fake_gpu_with_its_threads(cluster, tmp_path):
         ex.shutdown(cancel=True)
     assert env["CUDA_VISIBLE_DEVICES"] in {"0", "1"} and env["SLURM_JOB_GPUS"] == env["CUDA_VISIBLE_DEVICES"], env
     assert env["OMP_NUM_THREADS"] == "2" and env["SLURM_CPUS_PER_TASK"] == "2", env  # the driver has 1
+    assert env["PAGS_TEST_SETUP"] == "ran", env
 
     cpu = _executor(tmp_path / "store")
     assert cpu.device("auto") == "cpu" and cpu.device("cpu") == "cpu"
@@ -213,6 +215,8 @@ def test_options_reach_slurm_and_bad_ones_fail_early(cluster, tmp_path):
         _executor(tmp_path / "store", extra={"no_such_option": 1})
     with pytest.raises(ValueError, match="must not set 'gres'"):
         _executor(tmp_path / "store", extra={"gres": "gpu:4"})
+    with pytest.raises(ValueError, match="list of shell lines"):
+        _executor(tmp_path / "store", extra={"setup": "module load cuda"})
     ex = _executor(tmp_path / "store", partition="no-such-partition")
     with pytest.raises(Exception, match="(?i)invalid partition"):
         with ex.wave("bad"):

@@ -94,7 +94,7 @@ def checkpointed_epoch(store_root: str, seed: int, epochs: int) -> int:
 def job_environment() -> dict:
     """The environment a job sees: threads and GPUs."""
     return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS",
-                                           "SLURM_CPUS_PER_TASK")}
+                                           "SLURM_CPUS_PER_TASK", "PAGS_TEST_SETUP")}
 
 
 class StubbornError(RuntimeError):

@@ -42,7 +42,6 @@ INSTALL_HINT = 'pip install "pags_core[cluster]"'
 _ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
           "REVOKED", "SPECIAL_EXIT", "TIMEOUT"}
 
-
 # submitit Slurm parameters this executor sets from its own options (``extra`` may not set them)
 _OWN_PARAMETERS = {"array_parallelism", "cpus_per_task", "gpus_per_node", "gpus_per_task", "gres", "job_name",
                    "mem", "partition", "setup", "signal_delay_s", "time"}
@@ -57,7 +56,8 @@ def _import_submitit():
 
 
 class SlurmJobFailed(RuntimeError):
-    """A Slurm job raised, or ended without a result (cancelled, killed, node failure, out of time too often).
+    """A Slurm job ended without a result (cancelled, killed, node failure, out of time too often), or its unit
+    raised an exception that cannot be raised again here (it does not pickle); the message holds its traceback.
 
     ``job_id`` is the Slurm job id (``<array>_<index>`` for a wave), ``logs`` the job's stdout/stderr files and the
     unit's own log when it had one."""
@@ -177,8 +177,9 @@ class SlurmExecutor(Executor):
     folder          job scripts and logs (default: ``slurm/`` beside the run store); must be on a filesystem the
                     compute nodes share, like the run store
     mem_gb          memory per job in GB (``None``: the partition's default)
-    extra           further submitit Slurm parameters, e.g. ``{"account": "lab", "qos": "high",
-                    "additional_parameters": {"reservation": "r1"}}``
+    extra           further submitit Slurm parameters, e.g. ``{"account": "lab", "qos": "high", "setup": ["module
+                    load cuda"], "additional_parameters": {"reservation": "r1"}}`` (``setup``: shell lines run
+                    before each job's unit)
     max_timeouts    how often one job may be requeued after reaching its time limit (preemptions do not count)
     signal_delay_s  seconds before the time limit at which the job is told to stop and requeue
     store           the run store (a :class:`~pags_core.store.RunStore` or its root) the default ``folder`` sits beside
@@ -244,7 +245,12 @@ class SlurmExecutor(Executor):
             params["mem"] = f"{int(round(mem_gb * 1024))}MB"
         if array_parallelism is not None:
             params["array_parallelism"] = array_parallelism
-        for key, value in dict(extra or {}).items():
+        extra = dict(extra or {})
+        setup = extra.pop("setup", None) or []
+        if isinstance(setup, str) or not all(isinstance(line, str) for line in setup):
+            raise ValueError(f"extra['setup'] must be a list of shell lines, got {setup!r}")
+        self._user_setup = list(setup)
+        for key, value in extra.items():
             if key in _OWN_PARAMETERS:
                 raise ValueError(f"extra must not set {key!r}: this executor sets it from its options "
                                  f"({', '.join(sorted(_OWN_PARAMETERS))})")
@@ -278,7 +284,7 @@ class SlurmExecutor(Executor):
 
     def _setup_lines(self) -> list[str]:
         n = self.cpus_per_job
-        lines = [f"export OMP_NUM_THREADS={n} MKL_NUM_THREADS={n}"]
+        lines = self._user_setup + [f"export OMP_NUM_THREADS={n} MKL_NUM_THREADS={n}"]
         path = _python_path()
         if path:
             lines.append(f"export PYTHONPATH={shlex.quote(os.pathsep.join(path))}${{PYTHONPATH:+:$PYTHONPATH}}")
