@@ -16,7 +16,7 @@ export MPLBACKEND := Agg
 
 help:
 	@echo "make book   - set up .venv if needed, execute every notebook on the embedded data set, build _build/html"
-	@echo "make test   - set up .venv if needed, run unit tests, build the book, nbval the notebooks, browser-check the pages"
+	@echo "make test   - set up .venv if needed, run unit tests and the local Slurm cluster test, build the book, nbval the notebooks, browser-check the pages"
 	@echo "make bench  - run the benchmarks and write tables under benchmarks/results/"
 	@echo "make clean  - remove _build/ and the run store (.pags_store/); keeps .venv"
 

@@ -75,7 +75,7 @@ render() {  # template -> file with the @NAME@ placeholders filled in
 
 launch() {  # name, command...: run in the background in its own session, record the PID
   local name=$1; shift
-  setsid "$@" </dev/null >>"$STATE/log/$name.out" 2>&1 &
+  setsid "$@" </dev/null >>"$STATE/log/$name.out" 2>&1 9>&- &  # 9: the lock, not to be inherited
   echo $! >"$STATE/pids/$name.pid"
 }
 
@@ -161,6 +161,13 @@ status() {
   [[ $rc -eq 0 ]] && echo "export SLURM_CONF=$CONF"
   return $rc
 }
+
+# one start or stop at a time per state folder
+if [[ ${1:-} == start || ${1:-} == stop ]]; then
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.lock"
+  flock 9
+fi
 
 case "${1:-}" in
   start) start ;;

@@ -158,7 +158,7 @@ def _worker_main(conn, threads: int, gpu: Optional[int], sys_path: list) -> None
             try:
                 import pickle
 
-                pickle.loads(pickle.dumps(e))  # some pickle but do not unpickle (a constructor with more arguments)
+                pickle.loads(pickle.dumps(e))  # it must unpickle too: a constructor taking more than the message fails
                 out = ("err", (e, tb))
             except Exception:  # an exception that cannot cross the pipe
                 out = ("err", (RuntimeError(f"{type(e).__name__}: {e}"), tb))
