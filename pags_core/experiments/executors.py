@@ -158,7 +158,7 @@ def _worker_main(conn, threads: int, gpu: Optional[int], sys_path: list) -> None
             try:
                 import pickle
 
-                pickle.dumps(e)
+                pickle.loads(pickle.dumps(e))  # it must unpickle too: a constructor taking more than the message fails
                 out = ("err", (e, tb))
             except Exception:  # an exception that cannot cross the pipe
                 out = ("err", (RuntimeError(f"{type(e).__name__}: {e}"), tb))
@@ -263,6 +263,9 @@ class ProcessExecutor(Executor):
                             status, payload = w.conn.recv()
                         except (EOFError, OSError):
                             status, payload = None, None
+                        except Exception as e:  # noqa: BLE001 - a result that does not unpickle here
+                            status, payload = "err", (RuntimeError(f"the unit's result cannot be read back: "
+                                                                   f"{type(e).__name__}: {e}"), "")
                         if status == "ok":
                             w.task = None
                             fut.set_result(payload)

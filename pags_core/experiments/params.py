@@ -206,7 +206,7 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("executor", "str", "serial, processes or slurm; None for the profile's", _executors),
     Param("workers", "int", "worker processes of the processes executor; None for the profile's", check=_min(1)),
     Param("executor_options", "dict", "extra executor options (Slurm: partition, gpus_per_job, cpus_per_job, "
-          "time_min, array_parallelism, folder); None for none"),
+          "time_min, array_parallelism, folder, extra); None for none"),
     Param("store", "str", "folder of the run store (on a shared filesystem for Slurm); None for the default"),
     Param("download", "int", "1 lets the driver download a missing data set (CIFAR) once before the runs fan out",
           check=lambda v: None if v in (0, 1) else "must be 0 or 1"),
@@ -448,11 +448,10 @@ def _value(values: Mapping[str, Any], field: str) -> Any:
 def _check_executor_options(executor: str, opts: Mapping[str, Any]) -> None:
     from .executors import EXECUTORS
 
-    if executor == "slurm":
-        allowed = ["partition", "gpus_per_job", "cpus_per_job", "time_min", "array_parallelism", "folder", "mem_gb",
-                   "extra"]
-    else:
-        allowed = [p for p in inspect.signature(EXECUTORS[executor]).parameters if p not in ("_", "kwargs")]
+    factory = EXECUTORS[executor]
+    if executor == "slurm":  # the registry holds a lazy wrapper; the class itself imports submitit only when built
+        from .slurm import SlurmExecutor as factory
+    allowed = [p for p in inspect.signature(factory).parameters if p not in ("_", "kwargs", "store")]
     bad = sorted(set(opts) - set(allowed))
     if bad:
         raise ParameterError(f"executor_options has unknown option(s) {', '.join(map(repr, bad))} for the "
