@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data import DataSplits, load_dataset
 from ..device import resolve_device
 from ..masks import Mask
-from ..store import atomic_torch_save
+from ..store import atomic_torch_save, tensor_digest
 from .callbacks import Callback, TrainState, as_callbacks
 from .recipes import Recipe, get_recipe
 
@@ -110,8 +111,6 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
       the callbacks, and digests of the starting weights and of the mask): a checkpoint of another run is refused
       with the mismatching fields named.  It is deleted when training ends.
     """
-    from ..data import DataSplits, load_dataset
-
     if isinstance(data, str):
         data = load_dataset(data)
     if not isinstance(data, DataSplits):
@@ -168,8 +167,6 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
     rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     ck = None
     if ckpt_path is not None:
-        from ..store import tensor_digest
-
         ckpt_id = {"format": _CKPT_FORMAT, "recipe": asdict(rec), "epochs": n_epochs, "seed": int(seed),
                    "max_iters": max_iters, "steps_per_epoch": steps_per_epoch,
                    "callbacks": [type(cb).__name__ for cb in _stateful(cbs)],
