@@ -12,11 +12,11 @@ export OMP_NUM_THREADS ?= 1
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: help setup book test test-unit test-cluster test-notebooks test-browser bench clean
+.PHONY: help setup book test test-unit test-cluster test-notebooks test-browser test-paper-profile bench clean
 
 help:
 	@echo "make book   - set up .venv if needed, execute every notebook on the embedded data set, build _build/html"
-	@echo "make test   - set up .venv if needed, run unit tests and the local Slurm cluster test, build the book, nbval the notebooks, browser-check the pages"
+	@echo "make test   - set up .venv if needed, run unit tests and the local Slurm cluster test, build the book, nbval the notebooks, browser-check the pages, run every chapter in the paper profile at tiny size"
 	@echo "make bench  - run the benchmarks and write tables under benchmarks/results/"
 	@echo "make clean  - remove _build/ and the run store (.pags_store/); keeps .venv"
 
@@ -52,9 +52,14 @@ test-browser: $(STAMP)
 	bash scripts/browser_check.sh --self-test
 	bash scripts/browser_check.sh
 
+# The paper profile end to end at tiny size (CIFAR-shaped synthetic data, one epoch, a tiny population) on the CPU:
+# the one-flag GPU path runs. Outputs and its own run store under _build/paper_smoke/.
+test-paper-profile: $(STAMP)
+	bash scripts/paper_smoke.sh
+
 # Order matters for time: the book build executes every notebook once and fills the run store (.pags_store/),
 # so nbval's second execution reuses the finished training runs instead of training again.
-test: test-unit test-cluster book test-notebooks test-browser
+test: test-unit test-cluster book test-notebooks test-browser test-paper-profile
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
