@@ -172,6 +172,9 @@ TRAINING = cases(
     ("data-unknown-name", lambda: fit(data="imagenet"), KeyError, "'imagenet'", "mnist5k"),
     ("amp-word", lambda: fit(amp="maybe"), ValueError, "amp", "'maybe'"),
     ("channels-last-word", lambda: fit(channels_last="x"), ValueError, "channels_last", "'x'"),
+    ("device-unknown", lambda: fit(device="tpu"), ValueError, "'tpu'", "'cuda'"),
+    ("device-a-number", lambda: pc.resolve_device(3.5), ValueError, "3.5", "'cpu'"),
+    ("device-bad-index", lambda: pc.resolve_device("cuda:x"), ValueError, "'cuda:x'"),
     ("callback-not-callable", lambda: fit(callbacks=[3]), TypeError, "int"),
     ("capture-step-0", lambda: pc.CaptureWeights(0), ValueError, "got 0"),
 )
