@@ -176,6 +176,17 @@ TRAINING = cases(
     ("device-a-number", lambda: pc.resolve_device(3.5), ValueError, "3.5", "'cpu'"),
     ("device-bad-index", lambda: pc.resolve_device("cuda:x"), ValueError, "'cuda:x'"),
     ("callback-not-callable", lambda: fit(callbacks=[3]), TypeError, "int"),
+    ("recipe-lr-nan", lambda: pc.Recipe("r", lr=NAN), ValueError, "'r'", "lr", "nan"),
+    ("recipe-lr-negative", lambda: pc.Recipe("r", lr=-0.1), ValueError, "lr", "-0.1"),
+    ("recipe-batch-0", lambda: pc.Recipe("r", batch_size=0), ValueError, "batch_size", "got 0"),
+    ("recipe-epochs-fraction", lambda: pc.Recipe("r", epochs=2.5), ValueError, "epochs", "2.5"),
+    ("recipe-momentum-2", lambda: pc.Recipe("r", momentum=2.0), ValueError, "momentum", "2.0"),
+    ("recipe-nesterov-without-momentum", lambda: pc.Recipe("r", nesterov=True, momentum=0), ValueError,
+     "momentum=0"),
+    ("recipe-milestone-beyond-the-run", lambda: pc.Recipe("r", milestones=(0.5, 2.0)), ValueError, "(0.5, 2.0)"),
+    ("recipe-weight-decay-string", lambda: pc.Recipe("r", weight_decay="5e-4"), ValueError, "'5e-4'"),
+    ("recipe-replace-gamma-0", lambda: FAST.replace(gamma=0), ValueError, "gamma", "got 0"),
+    ("recipe-schedule-unknown", lambda: pc.Recipe("r", schedule="step"), ValueError, "'step'", "multistep"),
     ("capture-step-0", lambda: pc.CaptureWeights(0), ValueError, "got 0"),
 )
 
