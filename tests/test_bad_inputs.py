@@ -4,6 +4,7 @@ value, or (for a damaged store file) warns naming the file and recomputes.  Noth
 traceback.  The cases follow the probe of issue 15 (items 2-8)."""
 from __future__ import annotations
 
+import dataclasses
 
 import pytest
 import torch
@@ -157,6 +158,12 @@ def fit(**kw):
     return pc.train(net(), kw.pop("data", DATA), kw.pop("recipe", FAST), **kw)
 
 
+def without(split: str):
+    """:data:`DATA` with ``split`` emptied."""
+    empty = pc.Split(torch.zeros(0, 3, 8, 8), torch.zeros(0, dtype=torch.long))
+    return dataclasses.replace(DATA, **{split: empty})
+
+
 TRAINING = cases(
     ("dict-mask", lambda: fit(mask={"0.weight": torch.ones(4, 3, 3, 3, dtype=torch.bool)}), TypeError, "dict",
      "Mask(dict_of_bool_tensors)"),
@@ -175,6 +182,9 @@ TRAINING = cases(
     ("device-unknown", lambda: fit(device="tpu"), ValueError, "'tpu'", "'cuda'"),
     ("device-a-number", lambda: pc.resolve_device(3.5), ValueError, "3.5", "'cpu'"),
     ("device-bad-index", lambda: pc.resolve_device("cuda:x"), ValueError, "'cuda:x'"),
+    ("empty-training-split", lambda: fit(data=without("train")), ValueError, "training split of 'synthetic'"),
+    ("empty-test-split", lambda: fit(data=without("test")), ValueError, "test split of 'synthetic'"),
+    ("evaluate-nothing", lambda: pc.evaluate(net(), [], "cpu"), ValueError, "no examples"),
     ("callback-not-callable", lambda: fit(callbacks=[3]), TypeError, "int"),
     ("recipe-lr-nan", lambda: pc.Recipe("r", lr=NAN), ValueError, "'r'", "lr", "nan"),
     ("recipe-lr-negative", lambda: pc.Recipe("r", lr=-0.1), ValueError, "lr", "-0.1"),
@@ -243,6 +253,8 @@ DATA_CASES = cases(
     ("noise-negative", lambda: pc.load_dataset("synthetic", noise=-1.0), ValueError, "noise", "-1.0"),
     ("empty-validation-split", lambda: pc.load_dataset("synthetic", n_train=4, val_fraction=0.1), ValueError,
      "val_fraction=0.1", "empty validation split"),
+    ("empty-test-split", lambda: pc.load_dataset("mnist5k", test_fraction=0.0001), ValueError, "'mnist5k'",
+     "empty test split", "test_fraction"),
     ("unknown-data-set", lambda: pc.load_dataset("imagenet"), KeyError, "'imagenet'", "cifar10"),
     ("root-not-a-path", lambda: pc.load_dataset("cifar10", root=3), TypeError, "root", "3"),
     ("sample-batches-0", lambda: DATA.sample_batches(0, 16), ValueError, "got 0"),

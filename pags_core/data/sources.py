@@ -246,6 +246,9 @@ def load_dataset(name: str, *, root: Optional[str | os.PathLike] = None, downloa
     if len(data.train) == 0:
         raise ValueError(f"dataset {name!r} with val_fraction={val_fraction!r} and options {opts} leaves an empty "
                          f"training split (validation {len(data.val)}, test {len(data.test)} images)")
+    if len(data.test) == 0:
+        raise ValueError(f"dataset {name!r} with options {opts} leaves an empty test split (training {len(data.train)}, "
+                         f"validation {len(data.val)} images): every accuracy would be NaN; raise test_fraction")
     if vf > 0 and len(data.val) == 0:
         raise ValueError(f"dataset {name!r}: val_fraction={val_fraction!r} of {len(data.train)} training images rounds "
                          f"to an empty validation split; raise val_fraction or pass val_fraction=0 for none")

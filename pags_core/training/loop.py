@@ -51,7 +51,8 @@ class TrainResult:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, device="auto", *, amp: bool = False,
              channels_last: bool = False) -> float:
-    """Top-1 accuracy (fraction) of ``model`` in eval mode over ``batches`` of (x, y); restores the previous mode."""
+    """Top-1 accuracy (fraction) of ``model`` in eval mode over ``batches`` of (x, y); restores the previous mode.
+    Batches without a single example are a ``ValueError`` (the accuracy of nothing is undefined)."""
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
@@ -68,7 +69,9 @@ def evaluate(model: nn.Module, batches: Iterable, device="auto", *, amp: bool = 
             total += int(y.numel())
     finally:
         model.train(was_training)
-    return correct / total if total else float("nan")
+    if total == 0:
+        raise ValueError("evaluate got no examples (empty batches): the accuracy of nothing is undefined")
+    return correct / total
 
 
 def _autocast(dev: torch.device, amp: bool):
@@ -145,6 +148,8 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
     steps_per_epoch = len(train_it)
     if steps_per_epoch == 0:
         raise ValueError(f"the training split of {data.name!r} is empty; nothing to train on")
+    if len(data.test) == 0:
+        raise ValueError(f"the test split of {data.name!r} is empty: every test accuracy would be NaN")
     total_steps = n_epochs * steps_per_epoch
     opt = torch.optim.SGD(model.parameters(), lr=rec.lr, momentum=rec.momentum, nesterov=rec.nesterov,
                           weight_decay=rec.weight_decay)
