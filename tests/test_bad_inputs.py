@@ -14,6 +14,7 @@ import pags_core as pc
 from pags_core import Mask
 from pags_core.experiments import (CHAPTER_PARAMETERS, DataSpec, ExecSpec, ItopSpec, ModelSpec, ParameterError,
                                    PruneSpec, SamplingSpec, TrainSpec, configure, make_executor, resolve)
+from pags_core.methods.pags import population_sample, sample_seed
 from pags_core.store import CorruptRunError, RunStore, canonical
 
 pytestmark = pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op:UserWarning")
@@ -326,6 +327,25 @@ METHODS = cases(
     ("pags-rounds-0", lambda: run_pags(generator="synflow", rounds=0), ValueError, "rounds", "got 0"),
     ("pags-option-of-another-generator", lambda: run_pags(temperature=3), TypeError, "'erk'", "temperature"),
     ("pags-no-prunable-layer", lambda: run_pags(model=nn.Sequential(nn.ReLU())), ValueError, "no prunable layer"),
+    ("pags-noise-word", lambda: run_pags(generator="magnitude", noise="x"), ValueError, "noise", "'x'"),
+    ("pags-noise-nan", lambda: run_pags(generator="magnitude", noise=NAN), ValueError, "noise", "nan"),
+    ("pags-seed-fraction", lambda: run_pags(seed=1.5), ValueError, "seed", "1.5"),
+    ("pags-seed-negative", lambda: run_pags(seed=-1), ValueError, "seed", "-1"),
+    ("pags-score-batches-0", lambda: run_pags(generator="snip", score_batches=0), ValueError, "score_batches",
+     "got 0"),
+    ("pags-score-batch-size-0", lambda: run_pags(generator="snip", score_batch_size=0), ValueError,
+     "score_batch_size", "got 0"),
+    ("pags-baseline-batches-fraction", lambda: run_pags(generator="snip", baseline_batches=0.5), ValueError,
+     "baseline_batches", "0.5"),
+    ("pags-baseline-mask-a-dict", lambda: run_pags(baseline_mask={"0.weight": torch.ones(4, 3, 3, 3)}), TypeError,
+     "baseline_mask", "dict"),
+    ("baseline-ticket-seed-fraction", lambda: pc.baseline_ticket(net(), DATA, "erk", 0.1, seed=2.5, device="cpu"),
+     ValueError, "seed", "2.5"),
+    ("population-sample-batches-0", lambda: population_sample(
+        net(), DATA, "snip", 0.1, 0, score_batches=0, device="cpu"), ValueError, "score_batches", "got 0"),
+    ("sample-seed-negative", lambda: sample_seed(-3, 0), ValueError, "seed", "-3"),
+    ("sample-index-negative", lambda: sample_seed(0, -1), ValueError, "sample index", "-1"),
+    ("empty-population", lambda: pc.mask_metrics(net(), [], device="cpu"), ValueError, "no masks"),
     ("pegs-iters-negative", lambda: run_pegs(-1), ValueError, "pre-training iterations", "-1"),
     ("pegs-iters-fraction", lambda: run_pegs(1.5), ValueError, "1.5"),
     ("pegs-recipe-unknown", lambda: run_pegs(recipe="fastest"), KeyError, "'fastest'"),

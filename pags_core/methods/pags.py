@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 import os
 import time
 import warnings
@@ -35,6 +36,7 @@ from ..device import resolve_device
 from ..masks import Mask
 from ..models import prunable_parameters
 from ..pruning import GENERATORS, generate_mask
+from ..pruning.checks import check_count, check_noise, check_seed
 from ..store import atomic_torch_save, canonical, tensor_digest
 from .selection import BASELINE, SELECTION_METRICS, Selection, SelectionState, stitched_density
 
@@ -47,8 +49,12 @@ _CKPT_FORMAT = "pags_core.pags-checkpoint/1"
 
 
 def sample_seed(seed: int, k: int) -> int:
-    """The seed of population sample ``k`` of a run with ``seed`` (independent streams via ``SeedSequence``)."""
-    return int(np.random.SeedSequence([int(seed), int(k), 0x9A65]).generate_state(1, dtype=np.uint32)[0])
+    """The seed of population sample ``k`` of a run with ``seed`` (independent streams via ``SeedSequence``; both
+    non-negative ints)."""
+    seed = check_seed(seed, non_negative=True)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise ValueError(f"sample index k must be a non-negative int, got {k!r}")
+    return int(np.random.SeedSequence([seed, int(k), 0x9A65]).generate_state(1, dtype=np.uint32)[0])
 
 
 def default_noise(generator: str, model: str | None = None, noise: float = 1e-3) -> float:
@@ -78,6 +84,9 @@ def mask_metrics(model_or_weights, masks: Sequence[Mask], *, convention: str = "
     """
     from ..spectral import score_population
 
+    masks = list(masks)
+    if not masks:
+        raise ValueError("mask_metrics got no masks (an empty population): there is nothing to score")
     if layer_names is None:
         layer_names = list(masks[0])
     df = score_population(model_or_weights, list(masks), convention=convention, device=device, progress=False)
@@ -193,6 +202,11 @@ def _batches_for(data, n: int | None, batch_size: int, seed: int, device):
     return data.sample_batches(int(n), int(batch_size), seed=seed, device=device)
 
 
+def _check_batches(n, batch_size, name: str) -> tuple:
+    """(``n`` mini-batches, ``batch_size``) checked as positive ints (``n`` may be None: one pass), named."""
+    return (None if n is None else check_count(n, name)), check_count(batch_size, "score_batch_size")
+
+
 def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, baseline_batches: int | None = None,
                     score_batch_size: int = 100, seed: int = 0, rounds: int = 100, device="auto",
                     generate_fn: Callable[..., Mask] | None = None, **generator_opts) -> Mask:
@@ -201,6 +215,8 @@ def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, b
     training split), seeded by ``seed``.  It is the baseline row of the PAGS/PEGS tables and where :func:`pags` starts.
     Layers pruned to nothing are not warned about here (see :meth:`Mask.empty_layers`)."""
     gen = _check_generator(generator)
+    seed = check_seed(seed, non_negative=True)
+    baseline_batches, score_batch_size = _check_batches(baseline_batches, score_batch_size, "baseline_batches")
     dev = resolve_device(device)
     needs_data = GENERATORS[gen].needs_data
     if needs_data and data is None:
@@ -208,10 +224,10 @@ def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, b
     opts = dict(generator_opts)
     if gen == "synflow" and "input_shape" not in opts and data is not None:
         opts["input_shape"] = tuple(int(s) for s in data.input_shape)
-    batches = _batches_for(data if needs_data else None, baseline_batches, score_batch_size, int(seed), dev)
+    batches = _batches_for(data if needs_data else None, baseline_batches, score_batch_size, seed, dev)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*pruned .* layer\\(s\\) to nothing.*")
-        return (generate_fn or generate_mask)(model, gen, density, batches=batches, seed=int(seed), device=dev,
+        return (generate_fn or generate_mask)(model, gen, density, batches=batches, seed=seed, device=dev,
                                               noise=0.0, rounds=rounds, progress=False, **opts).to("cpu")
 
 
@@ -222,6 +238,7 @@ def population_sample(model: nn.Module, data, generator: str, density: float, k:
     drawn with :func:`sample_seed` (``seed``, ``k``), which also seeds Random/ERK and the scoring-only ``noise``.
     :func:`pags` draws its population with it, so a sample can be drawn again on its own (to train it)."""
     gen = _check_generator(generator)
+    score_batches, score_batch_size = _check_batches(score_batches, score_batch_size, "score_batches")
     dev = resolve_device(device)
     s = sample_seed(seed, k)
     opts = dict(generator_opts)
@@ -293,8 +310,14 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
         raise ValueError(f"population must be a non-negative int, got {population!r}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    seed = check_seed(seed, non_negative=True)
+    _check_batches(score_batches, score_batch_size, "score_batches")
+    _check_batches(baseline_batches, score_batch_size, "baseline_batches")
+    if baseline_mask is not None and not isinstance(baseline_mask, Mask):
+        raise TypeError(f"baseline_mask must be a pags_core.Mask (the generator's ticket M*), got "
+                        f"{type(baseline_mask).__name__}")
     dev = resolve_device(device)
-    noise = default_noise(gen) if noise is None else float(noise)
+    noise = default_noise(gen) if noise is None else check_noise(noise)
     generate = generate_fn or generate_mask
     needs_data = GENERATORS[gen].needs_data
     if needs_data and data is None:
