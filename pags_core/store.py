@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 __all__ = ["RunStore", "CorruptRunError", "LeaseHeld", "canonical", "config_key", "default_store_root", "tensor_digest",
-           "atomic_torch_save"]
+           "atomic_torch_save", "read_checkpoint"]
 
 
 def _plain(obj: Any) -> Any:
@@ -111,6 +111,37 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_checkpoint(path: Path, fmt: str, what: str, *, weights_only: bool = True) -> dict | None:
+    """The checkpoint of format ``fmt`` at ``path`` (a dict with ``"format": fmt``), or ``None`` when there is none.
+
+    A file that cannot be read (truncated, garbage) is deleted with a ``RuntimeWarning`` naming it, and ``None`` is
+    returned: the run starts from the beginning.  A folder at ``path``, or a readable file of another kind, is a
+    ``ValueError`` naming it (``what`` says whose checkpoint it should have been)."""
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"the {what} checkpoint {path} is a folder, not a file: pass a file path such as "
+                         f"{path / 'checkpoint.pt'}")
+    if not path.is_file():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # noqa: BLE001 - a truncated or garbled file: the run starts again from the beginning
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"the {what} checkpoint {path} is unreadable ({type(e).__name__}: {first}); it is deleted and "
+                      "the run starts from the beginning", RuntimeWarning, stacklevel=3)
+        path.unlink()
+        return None
+    if not isinstance(ck, dict) or ck.get("format") != fmt:
+        found = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+        raise ValueError(f"{path} is not a {what} checkpoint (format {found!r}, expected {fmt!r}); delete it or pass "
+                         "another checkpoint path")
+    return ck
 
 
 class CorruptRunError(RuntimeError):

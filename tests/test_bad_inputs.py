@@ -240,6 +240,33 @@ def test_a_stale_corrupt_training_checkpoint_is_named_and_the_run_starts_over(tm
     assert res.test_acc == fit().test_acc and not ck.exists()
 
 
+def pags_run(checkpoint):
+    return run_pags(population=2, chunk=1, checkpoint=checkpoint)
+
+
+@pytest.mark.parametrize("content", [b"\x80\x02truncated", b""], ids=["truncated", "empty"])
+def test_a_stale_corrupt_pags_checkpoint_is_named_and_the_run_starts_over(tmp_path, content):
+    ck = tmp_path / "pags.pt"
+    ck.write_bytes(content)
+    with pytest.warns(RuntimeWarning, match=f"PAGS checkpoint {ck} is unreadable"):
+        res = pags_run(ck)
+    assert res.mask == pags_run(None).mask
+
+
+@pytest.mark.parametrize("run", [pags_run, lambda ck: fit(checkpoint=ck)], ids=["pags", "train"])
+@pytest.mark.parametrize("other", [[1, 2], {"format": "something else"}], ids=["a-list", "another-format"])
+def test_a_checkpoint_of_another_kind_is_refused_naming_the_file(tmp_path, run, other):
+    ck = tmp_path / "checkpoint.pt"
+    torch.save(other, ck)
+    check(lambda: run(ck), ValueError, str(ck), "is not a", "checkpoint", "delete it")
+    assert ck.exists()  # never deleted: it may belong to something else
+
+
+@pytest.mark.parametrize("run", [pags_run, lambda ck: fit(checkpoint=ck)], ids=["pags", "train"])
+def test_a_folder_as_checkpoint_is_refused_before_any_work(tmp_path, run):
+    check(lambda: run(tmp_path), ValueError, f"{tmp_path} is a folder", "checkpoint.pt")
+
+
 # ---- data (item 6: offline CIFAR; item 8: an empty training split, fractional seeds) -------------------------------
 DATA_CASES = cases(
     ("val-fraction-above-half", lambda: pc.load_dataset("synthetic", val_fraction=0.6), ValueError, "0.6"),

@@ -37,7 +37,7 @@ from ..masks import Mask
 from ..models import prunable_parameters
 from ..pruning import GENERATORS, generate_mask
 from ..pruning.checks import check_count, check_noise, check_seed
-from ..store import atomic_torch_save, canonical, tensor_digest
+from ..store import atomic_torch_save, canonical, read_checkpoint, tensor_digest
 from .selection import BASELINE, SELECTION_METRICS, Selection, SelectionState, stitched_density
 
 __all__ = ["PAGSResult", "pags", "pegs", "pretrain", "sample_seed", "default_noise", "mask_metrics",
@@ -180,11 +180,9 @@ def _save_checkpoint(path: Path, *, config, state: SelectionState, stitched: Mas
 
 
 def _load_checkpoint(path: Path, config) -> dict | None:
-    if not path.is_file():
+    ck = read_checkpoint(path, _CKPT_FORMAT, "PAGS")
+    if ck is None:
         return None
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if ck.get("format") != _CKPT_FORMAT:
-        raise ValueError(f"{path} is not a PAGS checkpoint (format {ck.get('format')!r})")
     if canonical(ck["config"]) != canonical(config):
         raise ValueError(f"the PAGS checkpoint {path} was written by another configuration:\n  {canonical(ck['config'])}"
                          f"\nthis run:\n  {canonical(config)}\ndelete it or pass another checkpoint path")

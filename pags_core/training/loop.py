@@ -5,7 +5,6 @@ import contextlib
 import math
 import os
 import time
-import warnings
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..device import resolve_device
 from ..masks import Mask
-from ..store import atomic_torch_save
+from ..store import atomic_torch_save, read_checkpoint, tensor_digest
 from .callbacks import Callback, TrainState, as_callbacks
 from .recipes import Recipe, get_recipe
 
@@ -173,8 +172,6 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
     rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     ck = None
     if ckpt_path is not None:
-        from ..store import tensor_digest
-
         ckpt_id = {"format": _CKPT_FORMAT, "recipe": asdict(rec), "epochs": n_epochs, "seed": int(seed),
                    "max_iters": max_iters, "steps_per_epoch": steps_per_epoch,
                    "callbacks": [type(cb).__name__ for cb in _stateful(cbs)],
@@ -318,19 +315,9 @@ _CKPT_FORMAT = "pags_core.train-checkpoint/2"
 
 
 def _load_train_checkpoint(path: Path, ident: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    if not path.is_file():
+    ck = read_checkpoint(path, _CKPT_FORMAT, "training", weights_only=False)
+    if ck is None:
         return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a truncated or garbled file: the run starts again from the beginning
-        warnings.warn(f"the training checkpoint {path} is unreadable ({type(e).__name__}: {e}); it is deleted and the "
-                      "run starts from the beginning", RuntimeWarning, stacklevel=3)
-        path.unlink()
-        return None
-    if not isinstance(ck, dict) or ck.get("format") != _CKPT_FORMAT:
-        raise ValueError(f"{path} is not a training checkpoint of pags_core.train (format "
-                         f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}); delete it or pass "
-                         f"another checkpoint path")
     diff = {k: (ck.get(k), v) for k, v in ident.items() if ck.get(k) != v}  # format already matched
     if diff:
         details = "; ".join(f"{k}: checkpoint {_short(a)}, this call {_short(b)}" for k, (a, b) in diff.items())
