@@ -400,6 +400,10 @@ def resolve(chapter: str, profile: "str | Profile" = "book", **params: Any) -> C
     if v["executor"] == "slurm" and "folder" not in opts and v.get("store"):
         opts["folder"] = str(v["store"]) + "/slurm"
     _check_executor_options(v["executor"], opts)
+    if "workers" in given and v["executor"] != "processes":
+        raise ParameterError(f"parameter 'workers' ({given['workers']}) sets the worker processes of the 'processes' "
+                             f"executor, but the executor is {v['executor']!r}; pass -p executor processes, or drop "
+                             "workers")
 
     if chapter == "itop" and "model" in given:  # the main model first, then the others of the study
         v["models"] = (given["model"], *[m for m in v["models"] if m != given["model"]])
@@ -442,12 +446,17 @@ def _check_executor_options(executor: str, opts: Mapping[str, Any]) -> None:
     if executor == "slurm":
         allowed = ["partition", "gpus_per_job", "cpus_per_job", "time_min", "array_parallelism", "folder", "mem_gb",
                    "extra"]
-    else:
-        allowed = [p for p in inspect.signature(EXECUTORS[executor]).parameters if p not in ("_", "kwargs")]
+    else:  # threads and workers have parameters of their own (threads is part of every run key)
+        allowed = [p for p in inspect.signature(EXECUTORS[executor]).parameters if p not in ("threads", "workers")]
+    for own in ("threads", "workers"):
+        if own in opts:
+            raise ParameterError(f"executor_options sets {own}={opts[own]!r}: set it with the {own!r} parameter "
+                                 f"instead (-p {own} {opts[own]!r})")
     bad = sorted(set(opts) - set(allowed))
     if bad:
         raise ParameterError(f"executor_options has unknown option(s) {', '.join(map(repr, bad))} for the "
-                             f"{executor!r} executor; its options: {', '.join(allowed)}")
+                             f"{executor!r} executor; its options: {', '.join(allowed) or 'none'}"
+                             + ("" if executor == "slurm" else " (threads and workers are parameters of their own)"))
 
 
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "display"}
