@@ -188,6 +188,8 @@ def _pid_alive(pid: int) -> bool:
 
 class RunStore:
     """A folder of finished runs: ``<root>/<namespace>/<key>/{config.json,result.json}`` plus optional artefacts.
+    ``root`` (``~`` expanded; default :func:`default_store_root`) is created when the first run is stored; a root
+    that is, or lies under, a file is a ``NotADirectoryError`` naming it.
 
     - ``result.json`` is written last and atomically: its presence marks a run as finished.  A ``result.json`` that
       cannot be parsed, or lacks a key its reader requires, is set aside with a warning (renamed
@@ -201,7 +203,16 @@ class RunStore:
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else default_store_root()
+        if root is not None and not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"a run store root is a folder path (str or os.PathLike) or None, got "
+                            f"{type(root).__name__}: {root!r}")
+        self.root = Path(root).expanduser() if root is not None else default_store_root()
+        for p in (self.root, *self.root.parents):  # the folder, or the nearest part of its path that exists
+            if p.exists():
+                if not p.is_dir():
+                    raise NotADirectoryError(f"the run store root {self.root} cannot be a folder: {p} is a file; pass "
+                                             "a folder path (it is created) or set $PAGS_STORE")
+                break
 
     def path(self, namespace: str, config: Any) -> Path:
         """The folder of one run (it may not exist yet)."""

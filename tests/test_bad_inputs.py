@@ -5,6 +5,7 @@ traceback.  The cases follow the probe of issue 15 (items 2-8)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -522,6 +523,16 @@ def test_a_missing_artefact_is_named(tmp_path):
 @pytest.mark.parametrize("value, shown", [(object(), "object"), ({1, 2}, "set")], ids=["object", "set"])
 def test_a_configuration_value_without_a_canonical_form_is_named(value, shown):
     check(lambda: canonical({"x": value}), TypeError, shown)
+
+
+def test_a_store_on_a_file_is_refused_naming_it(tmp_path):
+    f = tmp_path / "results.csv"
+    f.write_text("a,b\n")
+    check(lambda: RunStore(f), NotADirectoryError, str(f), "is a file")
+    check(lambda: RunStore(f / "store"), NotADirectoryError, str(f / "store"), f"{f} is a file")
+    check(lambda: RunStore(3), TypeError, "int: 3")
+    check(lambda: pegs(store=str(f)), ParameterError, "'store'", str(f))
+    assert RunStore("~/some-store").root == Path.home() / "some-store"  # not a folder named "~"
 
 
 def test_a_missing_run_names_its_configuration(tmp_path):

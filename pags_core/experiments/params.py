@@ -161,6 +161,16 @@ def _nonempty(v) -> Optional[str]:
     return "must name at least one value" if len(v) == 0 else None
 
 
+def _store_problem(root: str) -> Optional[str]:
+    from ..store import RunStore
+
+    try:
+        RunStore(root)
+    except NotADirectoryError as e:
+        return f"is no folder ({e})"
+    return None
+
+
 def _all(*checks):
     def check(v):
         for c in checks:
@@ -207,7 +217,8 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("workers", "int", "worker processes of the processes executor; None for the profile's", check=_min(1)),
     Param("executor_options", "dict", "extra executor options (Slurm: partition, gpus_per_job, cpus_per_job, "
           "time_min, array_parallelism, folder); None for none"),
-    Param("store", "str", "folder of the run store (on a shared filesystem for Slurm); None for the default"),
+    Param("store", "str", "folder of the run store (on a shared filesystem for Slurm); None for the default",
+          check=lambda v: _store_problem(v)),
     Param("download", "int", "1 lets the driver download a missing data set (CIFAR) once before the runs fan out",
           check=lambda v: None if v in (0, 1) else "must be 0 or 1"),
 )}
