@@ -18,7 +18,8 @@ from ..registry import Registry
 from .disk import CIFAR_FOLDERS, data_root, default_data_root, open_cifar
 from .splits import DataSplits, Split
 
-__all__ = ["DATASETS", "load_dataset", "stage_dataset", "default_data_root", "CIFAR_STATS"]
+__all__ = ["DATASETS", "load_dataset", "stage_dataset", "check_dataset_options", "default_data_root",
+           "CIFAR_STATS"]
 
 #: name -> loader(root, download, val_fraction, seed, **opts) -> DataSplits (CPU)
 DATASETS: Registry = Registry("dataset")
@@ -196,6 +197,12 @@ def _options(name: str, loader, opts: dict) -> dict:
         else:  # pragma: no cover - every option has an int or float default today
             out[key] = value
     return out
+
+
+def check_dataset_options(name: str, opts: dict) -> dict:
+    """The loader options ``opts`` of data set ``name`` checked as :func:`load_dataset` checks them (known names,
+    positive whole-number int options, finite float options >= 0), without loading anything."""
+    return _options(name, DATASETS[name], dict(opts))
 
 
 def stage_dataset(name: str, root: Optional[str | os.PathLike] = None, download: bool = False) -> Optional[Path]:

@@ -84,6 +84,7 @@ class DataSpec:
 
     def __post_init__(self):
         from ..data import DATASETS
+        from ..data.sources import check_dataset_options
 
         object.__setattr__(self, "name", _name(DATASETS, self.name))
         object.__setattr__(self, "val_fraction", _num(self.val_fraction, "val_fraction", 0.0, 0.5))
@@ -95,6 +96,7 @@ class DataSpec:
         if bad:
             raise ValueError(f"data set {self.name!r} has no option(s) {', '.join(bad)}; its options: "
                              f"{', '.join(allowed) or 'none'}")
+        check_dataset_options(self.name, dict(opts))  # the values too, before any run loads the data
         object.__setattr__(self, "options", opts)
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -249,6 +251,7 @@ class PruneSpec:
 
     def __post_init__(self):
         from ..pruning import GENERATORS, check_density
+        from ..pruning.checks import check_options
 
         object.__setattr__(self, "generator", _name(GENERATORS, self.generator))
         object.__setattr__(self, "density", check_density(self.density))
@@ -262,6 +265,7 @@ class PruneSpec:
         if bad:
             raise ValueError(f"generator {self.generator!r} has no option(s) {', '.join(bad)}; its options: "
                              f"{', '.join(valid) or 'none'}")
+        check_options(self.generator, valid, dict(opts))  # the values too (GraSP's temperature > 0, ...)
         object.__setattr__(self, "options", opts)
 
 
