@@ -583,6 +583,11 @@ PARAMS = cases(
     ("controls-unknown", lambda: pegs(controls="shufle"), ParameterError, "'shufle'", "shuffle"),
     ("pretrain-iters-0", lambda: pegs(pretrain_iters="0"), ParameterError, "'pretrain_iters'", ">= 1"),
     ("pretrain-iters-repeated", lambda: pegs(pretrain_iters="8,8"), ParameterError, "[8, 8]"),
+    ("pretrain-iters-empty", lambda: pegs(pretrain_iters=""), ParameterError, "'pretrain_iters'", "at least one"),
+    ("premise-masks-1", lambda: resolve("pags", premise_masks=1), ParameterError, "'premise_masks'", ">= 2",
+     "got 1"),
+    ("premise-without-a-population", lambda: resolve("pags", population=1), ParameterError, "premise_masks=8",
+     "population of 1"),
     ("lth-rounds-0", lambda: pegs(lth_rounds=0), ParameterError, "'lth_rounds'", ">= 1"),
     ("model-unknown", lambda: pegs(model="resnet99"), ParameterError, "'resnet99'", "resnet18"),
     ("model-a-number", lambda: pegs(model=3), ParameterError, "'model'", "int: 3"),
@@ -639,6 +644,10 @@ CONFIGURE = cases(
     ("unknown-flag", lambda: configure("pags", notebook_globals(verbose=True)), ParameterError, "'verbose'"),
     ("a-cell-missing-parameters", lambda: configure("pags", {"profile": "book"}), ParameterError, "lacks", "seeds"),
     ("density-0", lambda: configure("pags", notebook_globals(density=0)), ParameterError, "'density'"),
+    ("generators-as-letters", lambda: configure("pags", notebook_globals(generators="snp")), ParameterError,
+     "'snp'"),
+    ("chapter-unknown", lambda: configure("sweep", notebook_globals()), ParameterError, "'sweep'", "pags"),
+    ("not-the-globals", lambda: configure("pags", [1]), TypeError, "list"),
 )
 
 

@@ -198,14 +198,15 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("epochs", "int", "training epochs; None for the profile's", check=_min(1)),
     Param("generators", "str_list", "PaI generators; None for the profile's", _reg("GENERATORS"), check=_nonempty),
     Param("population", "int", "PAGS/PEGS samples per generator and seed; None for the profile's", check=_min(0)),
-    Param("pretrain_iters", "int_list", "PEGS pre-training steps N; None for the profile's", check=_min(1)),
+    Param("pretrain_iters", "int_list", "PEGS pre-training steps N; None for the profile's",
+          check=_all(_nonempty, _min(1))),
     Param("baselines", "str_list", "training-based baselines (lth, eb); None for the profile's",
           lambda: ["lth", "eb"]),
     Param("lth_rounds", "int", "LTH prune-retrain rounds; None for the profile's", check=_min(1)),
     Param("controls", "str_list", "control rows: shuffle, dense, generator_at_start; None for the profile's",
           lambda: ["shuffle", "dense", "generator_at_start"]),
-    Param("premise_masks", "int", "masks of one population trained to test the PAGS premise (0: none); None for "
-          "the profile's", check=_min(0)),
+    Param("premise_masks", "int", "masks of one population trained to test the PAGS premise (0: none, else at "
+          "least 2); None for the profile's", check=lambda v: "must be 0 (none) or >= 2" if v == 1 or v < 0 else None),
     Param("models", "str_list", "models of the ITOP study; None for the profile's", _reg("MODELS"), check=_nonempty),
     Param("update_interval", "int", "optimiser steps between ITOP topology updates; None for the profile's",
           check=_min(1)),
@@ -404,6 +405,9 @@ def resolve(chapter: str, profile: "str | Profile" = "book", **params: Any) -> C
     rename = {"pretrain_iters": "pegs_iters"}
     for k, val in given.items():
         v[rename.get(k, k)] = val
+    if chapter == "pags" and int(v["premise_masks"]) > 0 and int(v["population"]) < 2:
+        raise ParameterError(f"the PAGS premise trains premise_masks={v['premise_masks']} samples of a population of "
+                             f"{v['population']}: pass -p population 2 or more, or -p premise_masks 0")
     if chapter == "custom" and "model_factory" not in given:
         raise ParameterError("parameter 'model_factory' must be given for the custom chapter: an import path "
                              "'module:attribute' of your model factory f(num_classes, in_channels, width)")
@@ -480,6 +484,10 @@ def configure(chapter: str, namespace: Mapping[str, Any], **extra: Param) -> Cha
     string, list, dict or None that is not a chapter parameter, e.g. a misspelt ``-p popluation 100``) is an unknown
     parameter and fails.  ``extra`` declares the chapter's own additional parameters (validated and returned in
     ``config.extras``-style by :func:`check_extras`)."""
+    if chapter not in CHAPTER_PARAMETERS:
+        raise ParameterError(f"unknown chapter {chapter!r}; valid choices: {', '.join(CHAPTER_PARAMETERS)}")
+    if not isinstance(namespace, Mapping):
+        raise TypeError(f"configure reads the notebook's globals(): a mapping, got {type(namespace).__name__}")
     declared = set(CHAPTER_PARAMETERS[chapter]) | set(extra)
     plain = (str, int, float, bool, list, tuple, dict, type(None))
     unknown = sorted(k for k, val in namespace.items()
