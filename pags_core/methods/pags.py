@@ -469,7 +469,11 @@ def pegs(model: nn.Module, data, generator: str, density: float, pretrain_iters:
     net = copy.deepcopy(model).to(dev)
     t = time.perf_counter()
     if pretrained is not None:
-        net.load_state_dict(pretrained)
+        try:
+            net.load_state_dict(pretrained)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            detail = " ".join(line.strip() for line in str(e).strip().splitlines()[:3])[:400]
+            raise ValueError(f"pretrained (θ_N) is not a state dict of this {type(model).__name__}: {detail}") from e
         tr = None
     else:
         tr = pretrain(net, data, pretrain_iters, recipe=recipe, seed=pretrain_seed, device=dev, progress=progress)
