@@ -13,8 +13,9 @@ from torch import nn
 
 import pags_core as pc
 from pags_core import Mask
-from pags_core.experiments import (CHAPTER_PARAMETERS, DataSpec, ExecSpec, ItopSpec, ModelSpec, ParameterError,
-                                   PruneSpec, SamplingSpec, TrainSpec, configure, make_executor, resolve)
+from pags_core.experiments import (CHAPTER_PARAMETERS, DataSpec, ExecSpec, ItopSpec, ModelSpec, ParameterError, Plan,
+                                   PlanIncomplete, Pretrain, PruneSpec, SamplingSpec, TrainSpec, configure,
+                                   execute_unit, make_executor, resolve, run_plan)
 from pags_core.methods.pags import population_sample, sample_seed
 from pags_core.store import CorruptRunError, RunStore, canonical
 
@@ -534,6 +535,48 @@ def test_a_missing_artefact_is_named(tmp_path):
 @pytest.mark.parametrize("value, shown", [(object(), "object"), ({1, 2}, "set")], ids=["object", "set"])
 def test_a_configuration_value_without_a_canonical_form_is_named(value, shown):
     check(lambda: canonical({"x": value}), TypeError, shown)
+
+
+def pretrain_unit(dataset="synthetic", iters=2):
+    opts = {"n_train": 64, "n_test": 16} if dataset == "synthetic" else {}
+    data = DataSpec(dataset, options=opts)
+    model = ModelSpec("resnet18", width=1 / 16, num_classes=data.num_classes, in_channels=data.in_channels)
+    return Pretrain(model, data, 0, iters, pc.get_recipe("book"), ExecSpec("cpu", 1))
+
+
+def test_a_units_stale_corrupt_checkpoint_is_named_and_recomputed(tmp_path):
+    unit, store = pretrain_unit(), RunStore(tmp_path)
+    ck = unit.artefact(store, "checkpoint.pt")
+    ck.write_bytes(b"\x80\x02truncated")
+    with pytest.warns(RuntimeWarning, match=f"training checkpoint {ck} is unreadable"):
+        res = execute_unit(unit, str(store.root))
+    assert res["iters"] == 2 and unit.done(store) and not ck.exists()
+
+
+def test_a_foreign_checkpoint_in_a_units_folder_fails_that_unit_naming_it(tmp_path):
+    unit, store = pretrain_unit(iters=200), RunStore(tmp_path)  # 200 one-step epochs: checkpoints
+    other = dataclasses.replace(unit, seed=1)
+
+    def die(state):
+        if state.step == state.steps_per_epoch + 1:
+            raise _Killed
+
+    ck = unit.artefact(store, "checkpoint.pt")
+    with pytest.raises(_Killed):
+        pc.train(other.model.build(1), other.data.load(), pc.pretrain_recipe("book"), device="cpu", seed=1,
+                 epochs=200, max_iters=200, checkpoint=ck, callbacks=die, progress=False)
+    with pytest.raises(PlanIncomplete) as info:
+        run_plan(Plan([unit]), "serial", store, progress=False)
+    assert str(ck) in str(info.value) and "another run" in str(info.value) and "seed: checkpoint 1" in str(info.value)
+    assert not unit.done(store) and ck.exists()
+
+
+def test_a_sweep_on_missing_cifar_stops_before_any_run_naming_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAGS_DATA", str(tmp_path / "data"))
+    store = RunStore(tmp_path / "store")
+    check(lambda: run_plan(Plan([pretrain_unit("cifar10")]), "serial", store, progress=False), FileNotFoundError,
+          str(tmp_path / "data" / "cifar-10-batches-py"), "download=True")
+    assert not (tmp_path / "store").exists()  # nothing ran, nothing was stored
 
 
 def test_a_store_on_a_file_is_refused_naming_it(tmp_path):
