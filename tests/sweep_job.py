@@ -1,8 +1,9 @@
 """A tiny PEGS-chapter sweep run as its own process, for the tests that start, kill and compare sweeps
 (``tests/test_determinism.py``, ``tests/test_kill_resume.py``).
 
-``python tests/sweep_job.py STORE [--threads N] [--log FILE] [--table FILE]`` runs the sweep of
-:func:`test_experiments.tiny` on the serial executor into the run store ``STORE``.  ``--log`` appends one line per
+``python tests/sweep_job.py STORE [--threads N] [--log FILE] [--table FILE] [--together FOLDER N]`` runs the
+sweep of :func:`test_experiments.tiny` on the serial executor into the run store ``STORE`` (with ``--together``,
+once N such processes are ready).  ``--log`` appends one line per
 unit start and end (``start|end <kind> <key> pid=<pid> threads=<torch threads inside the unit>``) and one ``process``
 line with the thread count the process started with; ``--table`` writes the finished table as JSON.
 
@@ -119,12 +120,27 @@ def _log_units(log: Path) -> None:
     write(f"process pid={os.getpid()} threads={torch.get_num_threads()}")
 
 
+def _meet(folder: Path, n: int, timeout: float = 120.0) -> None:
+    """A barrier between processes: wait until ``n`` of them have put their file into ``folder``."""
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    end = time.monotonic() + timeout
+    while sum(1 for _ in folder.iterdir()) < n:
+        if time.monotonic() > end:
+            raise TimeoutError(f"only {sum(1 for _ in folder.iterdir())} of {n} processes reached {folder}")
+        time.sleep(0.01)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("store")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log")
     ap.add_argument("--table")
+    ap.add_argument("--together", nargs=2, metavar=("FOLDER", "N"),
+                    help="wait until N processes have reached this point (files in FOLDER), then run at once")
     args = ap.parse_args(argv)
     import warnings
 
@@ -134,6 +150,8 @@ def main(argv=None) -> None:
     if args.log:
         _log_units(Path(args.log))
     tp, store = sweep(args.store, args.threads)
+    if args.together:
+        _meet(Path(args.together[0]), int(args.together[1]))
     run_plan(tp.plan, "serial", store, progress=False, poll_s=0.2)
     if args.table:
         Path(args.table).write_text(json.dumps(table(tp, store)))
