@@ -24,7 +24,7 @@ __all__ = ["DATASETS", "load_dataset", "stage_dataset", "check_dataset_options",
 #: name -> loader(root, download, val_fraction, seed, **opts) -> DataSplits (CPU)
 DATASETS: Registry = Registry("dataset")
 
-#: per-channel (mean, std) of METHOD §11.1
+#: per-channel (mean, std) the papers' CIFAR pipelines normalise with
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -125,7 +125,7 @@ def _cifar(name: str, root, download: bool, val_fraction: float) -> DataSplits:
 
     X, y = conv(tr_ds)
     n_val = int(round(val_fraction * X.shape[0]))
-    n_tr = X.shape[0] - n_val  # METHOD §11.1: the LAST n_val training images are the validation set
+    n_tr = X.shape[0] - n_val  # as paper A's code: the LAST n_val training images are the validation set
     Xt, yt = conv(te_ds)
     return DataSplits(name, Split(X[:n_tr], y[:n_tr]), Split(X[n_tr:], y[n_tr:]), Split(Xt, yt),
                       10 if name == "cifar10" else 100, 3, 32, mean, std, augment=True,

@@ -58,9 +58,9 @@ def sample_seed(seed: int, k: int) -> int:
 
 
 def default_noise(generator: str, model: str | None = None, noise: float = 1e-3) -> float:
-    """Scoring-only weight noise std for population samples (METHOD §7.3).
+    """Scoring-only weight noise std for population samples (paper B's PAGS of the data-free generators).
 
-    SynFlow and Magnitude (deterministic given θ) get ``noise`` (B-code: 1e-3, and 1e-6 for ResNet34); the
+    SynFlow and Magnitude (deterministic given θ) get ``noise`` (the authors' code: 1e-3, and 1e-6 for ResNet34); the
     data-driven and random generators get 0 (their diversity comes from mini-batches or their own seed).
     """
     g = generator.lower()
@@ -256,7 +256,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
          chunk: int = 10, checkpoint: str | os.PathLike | None = None, progress: Optional[bool] = None,
          generate_fn: Callable[..., Mask] | None = None, baseline_mask: Mask | None = None,
          config_extra: Mapping[str, Any] | None = None, **generator_opts) -> PAGSResult:
-    """Pruning at initialization as graph sampling (METHOD §7) around ``generator`` at the weights of ``model``.
+    """Pruning at initialization as graph sampling (paper B's PAGS) around ``generator`` at the weights of ``model``.
 
     Parameters
     ----------
@@ -272,7 +272,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
         Fresh shuffled training mini-batches per sample (paper: 4 × 100).
     baseline_batches:
         Mini-batches (of ``score_batch_size``) for the baseline ticket M*; ``None`` (default) = one full pass over the
-        training split, as in METHOD §7 step 2.
+        training split, as the authors' baseline ticket is drawn.
     noise:
         Scoring-only weight-noise std of the population samples; ``None`` = :func:`default_noise` (1e-3 for SynFlow
         and Magnitude, 1e-6 for them on ResNet34 is chosen by callers that know the model name, 0 otherwise).

@@ -1,4 +1,5 @@
-"""Training recipes (METHOD §11, PILOT)."""
+"""Training recipes: paper A's (``iclr2023``), paper B's and the ITOP code's (``neurips2023``) and the book's CPU
+recipe (``book``)."""
 from __future__ import annotations
 
 import dataclasses
