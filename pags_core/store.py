@@ -149,9 +149,12 @@ class CorruptRunError(RuntimeError):
     same sweep again recomputes it; ``path`` is the unreadable file."""
 
     def __init__(self, path: Path, cause: BaseException | str):
-        self.path = Path(path)
+        self.path, self.cause = Path(path), cause
         super().__init__(f"the stored file {self.path} is unreadable ({cause}); the run was set aside and is "
                          "recomputed when the sweep runs again")
+
+    def __reduce__(self):  # crosses process boundaries (pool workers, Slurm jobs) intact
+        return (type(self), (self.path, str(self.cause)))
 
 
 class LeaseHeld(RuntimeError):
@@ -159,8 +162,11 @@ class LeaseHeld(RuntimeError):
 
     def __init__(self, path: Path, holder: dict):
         self.path, self.holder = Path(path), holder
-        super().__init__(f"{path.parent} is being computed by {holder.get('host')}:{holder.get('pid')}"
+        super().__init__(f"{self.path.parent} is being computed by {holder.get('host')}:{holder.get('pid')}"
                          + (f" (Slurm job {holder['job']})" if holder.get("job") else ""))
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.holder))
 
 
 #: seconds after which a lease whose holder stopped refreshing it is considered abandoned

@@ -8,7 +8,7 @@ from .correlation import CorrelationResult, block_bootstrap_pearson, correlation
 from .itop import BCODE_VGG_FILTER, ITOP_METRICS, ITOP_REFERENCES, apply_bcode_filter, snapshot_correlations, \
     snapshot_metrics
 from .paper_a import PAPER_A_GENERATORS, PUBLISHED_ACCURACY, PUBLISHED_CORRELATIONS, generator_correlations, \
-    pooled_layer_means, published_correlations
+    pooled_layer_means, published_correlations, ranking_table
 from .tables import REFERENCE_ROWS, accuracy_table, cost_table, kept_counts, method_order, population_frame, \
     rule_comparison, summarise_runs
 
@@ -19,7 +19,7 @@ __all__ = [
     "BCODE_VGG_FILTER", "ITOP_METRICS", "ITOP_REFERENCES", "apply_bcode_filter", "snapshot_correlations",
     "snapshot_metrics",
     "PAPER_A_GENERATORS", "PUBLISHED_ACCURACY", "PUBLISHED_CORRELATIONS", "generator_correlations",
-    "pooled_layer_means", "published_correlations",
+    "pooled_layer_means", "published_correlations", "ranking_table",
     "REFERENCE_ROWS", "accuracy_table", "cost_table", "kept_counts", "method_order", "population_frame",
     "rule_comparison", "summarise_runs",
 ]

@@ -17,7 +17,7 @@ import pandas as pd
 from .correlation import pearson
 
 __all__ = ["PUBLISHED_ACCURACY", "PUBLISHED_CORRELATIONS", "PAPER_A_GENERATORS", "pooled_layer_means",
-           "generator_correlations", "published_correlations"]
+           "generator_correlations", "published_correlations", "ranking_table"]
 
 #: the six PaI methods of paper A, by their pags_core generator names
 PAPER_A_GENERATORS: tuple = ("erk", "grasp", "random", "snip", "synflow", "itersnip")
@@ -95,4 +95,20 @@ def generator_correlations(table: pd.DataFrame, target: str = "test_acc",
         res = pearson(table[m].to_numpy(float), table[target].to_numpy(float))
         rows.append({"metric": m, "r": res.r, "ci_low": res.ci_low, "ci_high": res.ci_high, "n": res.n,
                      "p_value": res.p_value})
+    return pd.DataFrame(rows)
+
+
+def ranking_table(model, masks: Mapping[str, Sequence], accuracy: Mapping[str, float]) -> pd.DataFrame:
+    """One row per generator: its mean accuracy and paper A's network values of its tickets (``iclr2023``
+    convention, binary graphs, :func:`pooled_layer_means` over the seeds' masks ``masks[generator]``) of ``model``'s
+    prunable layers: ``ramanujan_gap`` (layer-mean Δr, ``rm``) and ``imdb`` (layer-mean IMDB, ``irm``), plus
+    ``valid_layers``, the share of (layer, seed) entries that pass the gate."""
+    from ..spectral import model_spectrum
+
+    rows = []
+    for g, ms in masks.items():
+        spectra = [model_spectrum(model, m, "iclr2023", weights=None, progress=False) for m in ms]
+        valid = np.concatenate([np.isfinite(df["ramanujan_gap"].to_numpy(float)) for df in spectra])
+        rows.append({"generator": g, "test_acc": float(accuracy[g]), **pooled_layer_means(spectra),
+                     "valid_layers": float(valid.mean()), "seeds": len(ms)})
     return pd.DataFrame(rows)

@@ -150,7 +150,7 @@ def run_plan(plan: Plan, executor: "str | Executor" = "serial", store: Optional[
 
     store = store if store is not None else RunStore()
     own = isinstance(executor, str)
-    ex = make_executor(executor, **executor_options) if own else executor
+    ex = make_executor(executor, store=store.root, **executor_options) if own else executor
     t0 = time.perf_counter()
     try:
         units = plan.units()

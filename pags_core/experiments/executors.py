@@ -117,11 +117,12 @@ def _positive(name: str, value: Any) -> int:
 
 class SerialExecutor(Executor):
     """Run every unit at once, in this process (today's behaviour of the notebooks).  A unit's exception is kept in
-    its future, so one failing unit does not stop the others."""
+    its future, so one failing unit does not stop the others.  ``store`` (the plan's run store, which
+    :func:`~pags_core.experiments.run_plan` passes to every executor) is not needed here."""
 
     name = "serial"
 
-    def __init__(self, threads: int = 1):
+    def __init__(self, threads: int = 1, store: Any = None):
         self.workers = 1
         self.threads = _positive("threads", threads)
 
@@ -165,7 +166,7 @@ def _worker_main(conn, threads: int, gpu: Optional[int], sys_path: list) -> None
             try:
                 import pickle
 
-                pickle.dumps(e)
+                pickle.loads(pickle.dumps(e))  # it must unpickle too: a constructor taking more than the message fails
                 out = ("err", (e, tb))
             except Exception:  # an exception that cannot cross the pipe
                 out = ("err", (RuntimeError(f"{type(e).__name__}: {e}"), tb))
@@ -191,12 +192,13 @@ class ProcessExecutor(Executor):
     With GPUs visible, worker i is pinned to GPU ``i mod n_gpus`` (``CUDA_VISIBLE_DEVICES``).  Tasks go to idle
     workers in submission order.  A worker that dies fails its task with :class:`WorkerDied` (naming the exit code and
     the log) and is replaced; the other tasks go on.  An exception raised by a task is re-raised by ``result()``
-    with the worker's traceback attached as a note.
+    with the worker's traceback attached as a note.  ``store`` (passed by :func:`~pags_core.experiments.run_plan`)
+    is not needed: the workers write into the store the units name.
     """
 
     name = "processes"
 
-    def __init__(self, workers: int = 2, threads: int = 1, gpus: Optional[int] = None):
+    def __init__(self, workers: int = 2, threads: int = 1, gpus: Optional[int] = None, store: Any = None):
         self.workers = _positive("workers", workers)
         self.threads = _positive("threads", threads)
         if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
@@ -268,6 +270,9 @@ class ProcessExecutor(Executor):
                             status, payload = w.conn.recv()
                         except (EOFError, OSError):
                             status, payload = None, None
+                        except Exception as e:  # noqa: BLE001 - a result that does not unpickle here
+                            status, payload = "err", (RuntimeError(f"the unit's result cannot be read back: "
+                                                                   f"{type(e).__name__}: {e}"), "")
                         if status == "ok":
                             w.task = None
                             fut.set_result(payload)

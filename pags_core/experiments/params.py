@@ -217,7 +217,7 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("executor", "str", "serial, processes or slurm; None for the profile's", _executors),
     Param("workers", "int", "worker processes of the processes executor; None for the profile's", check=_min(1)),
     Param("executor_options", "dict", "extra executor options (Slurm: partition, gpus_per_job, cpus_per_job, "
-          "time_min, array_parallelism, folder); None for none"),
+          "time_min, array_parallelism, folder, extra); None for none"),
     Param("store", "str", "folder of the run store (on a shared filesystem for Slurm); None for the default",
           check=lambda v: _store_problem(v)),
     Param("download", "int", "1 lets the driver download a missing data set (CIFAR) once before the runs fan out",
@@ -285,6 +285,15 @@ class ChapterConfig:
     store: Optional[str]
     download: bool
     deviations: tuple
+
+    def replace(self, **changes: Any) -> "ChapterConfig":
+        """A copy with some fields changed (e.g. ``cfg.replace(generators=("snip",), controls=())``); the fields are
+        those of this class, already resolved (specs, tuples)."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(changes) - valid)
+        if bad:
+            raise ParameterError(f"unknown configuration field(s) {', '.join(bad)}; fields: {', '.join(sorted(valid))}")
+        return dataclasses.replace(self, **changes)
 
     # ---- specs of the runs ------------------------------------------------------------------------------------
     def prune(self, generator: str) -> PruneSpec:
@@ -415,10 +424,9 @@ def resolve(chapter: str, profile: "str | Profile" = "book", **params: Any) -> C
     if v["executor"] == "slurm" and "folder" not in opts and v.get("store"):
         opts["folder"] = str(v["store"]) + "/slurm"
     _check_executor_options(v["executor"], opts)
-    if "workers" in given and v["executor"] != "processes":
-        raise ParameterError(f"parameter 'workers' ({given['workers']}) sets the worker processes of the 'processes' "
-                             f"executor, but the executor is {v['executor']!r}; pass -p executor processes, or drop "
-                             "workers")
+    if given.get("workers", 1) > 1 and v["executor"] == "serial":
+        raise ParameterError(f"parameter 'workers' ({given['workers']}) asks for parallel workers, but the 'serial' "
+                             "executor runs one unit at a time; pass -p executor processes, or drop workers")
 
     if chapter == "itop" and "model" in given:  # the main model first, then the others of the study
         v["models"] = (given["model"], *[m for m in v["models"] if m != given["model"]])
@@ -458,15 +466,16 @@ def _value(values: Mapping[str, Any], field: str) -> Any:
 def _check_executor_options(executor: str, opts: Mapping[str, Any]) -> None:
     from .executors import EXECUTORS
 
-    if executor == "slurm":
-        allowed = ["partition", "gpus_per_job", "cpus_per_job", "time_min", "array_parallelism", "folder", "mem_gb",
-                   "extra"]
-    else:  # threads and workers have parameters of their own (threads is part of every run key)
-        allowed = [p for p in inspect.signature(EXECUTORS[executor]).parameters if p not in ("threads", "workers")]
-    for own in ("threads", "workers"):
-        if own in opts:
-            raise ParameterError(f"executor_options sets {own}={opts[own]!r}: set it with the {own!r} parameter "
-                                 f"instead (-p {own} {opts[own]!r})")
+    factory = EXECUTORS[executor]
+    if executor == "slurm":  # the registry holds a lazy wrapper; the class itself imports submitit only when built
+        from .slurm import SlurmExecutor as factory
+    # the local executors' threads and workers are parameters of their own (threads is part of every run key)
+    own = () if executor == "slurm" else ("threads", "workers")
+    for k in own:
+        if k in opts:
+            raise ParameterError(f"executor_options sets {k}={opts[k]!r}: set it with the {k!r} parameter instead "
+                                 f"(-p {k} {opts[k]!r})")
+    allowed = [p for p in inspect.signature(factory).parameters if p not in ("_", "kwargs", "store", *own)]
     bad = sorted(set(opts) - set(allowed))
     if bad:
         raise ParameterError(f"executor_options has unknown option(s) {', '.join(map(repr, bad))} for the "

@@ -68,12 +68,24 @@ def ticket_unit(cfg: ChapterConfig, seed: int, generator: str, method: str = "ba
                   sampling=cfg.sampling(generator) if method == "pags" else None)
 
 
+#: generators whose kept positions are uniformly random within each layer given its count: the layer-wise shuffle of
+#: their own ticket is another draw of the same generator, so it is not trained
+UNIFORM_WITHIN_LAYER = ("random", "erk")
+
+
 def table_plan(cfg: ChapterConfig, *, methods: Optional[Sequence[str]] = None) -> TablePlan:
     """The units of the PAGS/PEGS table of ``cfg``.  Methods (the ``method`` column): ``baseline``, ``PAGS``,
     ``PEGS@N``; with the controls of ``cfg.controls``: ``shuffle(<method>)`` (``shuffle``), ``generator@N``
-    (``generator_at_start``), ``dense`` (``dense``); and ``LTH``/``EB`` (``cfg.baselines``).  ``methods`` keeps only
+    (``generator_at_start``), ``dense`` (``dense``); and ``LTH``/``EB`` (``cfg.baselines``).  The shuffle of a
+    generator's own ticket is left out for :data:`UNIFORM_WITHIN_LAYER` generators (it would be another draw of them).  ``methods`` keeps only
     the rows whose method is listed."""
     train = lambda seed, ticket: Train(cfg.model, cfg.data, seed, cfg.train, cfg.exec, ticket)  # noqa: E731
+    if "lth" in cfg.baselines and cfg.rewind_iter > 0:
+        steps = cfg.train.epochs * math.ceil(_train_size(cfg) / cfg.train.recipe.batch_size)
+        if cfg.rewind_iter > steps:
+            raise ValueError(f"LTH rewinds to step {cfg.rewind_iter} (the largest PEGS N), but a training run has "
+                             f"only {steps} optimiser steps ({cfg.train.epochs} epochs); use fewer pre-training "
+                             "steps (pretrain_iters) or more epochs")
     rows: list[Row] = []
     ctl = set(cfg.controls)
     for seed in cfg.seeds:
@@ -85,7 +97,7 @@ def table_plan(cfg: ChapterConfig, *, methods: Optional[Sequence[str]] = None) -
                 cells.append((f"PEGS@{n}", n, ticket_unit(cfg, seed, g, "pags", n)))
             if "shuffle" in ctl:
                 cells += [(f"shuffle({m})", n, Shuffle(t, seed)) for m, n, t in list(cells)
-                          if not m.startswith("generator@")]
+                          if not m.startswith("generator@") and not (m == "baseline" and g in UNIFORM_WITHIN_LAYER)]
             rows += [Row(seed, g, m, n, t, train(seed, t)) for m, n, t in cells]
         if "dense" in ctl:
             rows.append(Row(seed, "dense", "dense", 0, None, train(seed, None)))
