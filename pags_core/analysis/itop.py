@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..spectral import anchor_reference, fs_distance, model_spectrum, network_summary
 from .correlation import partial_pearson, pearson
 
 __all__ = ["ITOP_METRICS", "ITOP_REFERENCES", "BCODE_VGG_FILTER", "snapshot_metrics", "apply_bcode_filter",
@@ -52,8 +53,6 @@ def snapshot_metrics(
     ``dist_same_mask`` from (M_t, θ0) and, with ``initial_mask`` (M_0) or a precomputed ``initial_reference``
     (:func:`pags_core.anchor_reference` with ``reference="initial"``), ``dist_initial`` from (M_0, θ0).
     """
-    from ..spectral import anchor_reference, fs_distance, model_spectrum, network_summary
-
     df = model_spectrum(model, mask, convention, weights=weights, progress=False)
     summ = network_summary(df)
     out = {k: float(summ[k]) for k in ("ramanujan_gap", "weighted_gap", "imdb", "imsg", "full_spectrum")}

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..spectral import model_spectrum
 from .correlation import pearson
 
 __all__ = ["PUBLISHED_ACCURACY", "PUBLISHED_CORRELATIONS", "PAPER_A_GENERATORS", "pooled_layer_means",
@@ -103,8 +104,6 @@ def ranking_table(model, masks: Mapping[str, Sequence], accuracy: Mapping[str, f
     convention, binary graphs, :func:`pooled_layer_means` over the seeds' masks ``masks[generator]``) of ``model``'s
     prunable layers: ``ramanujan_gap`` (layer-mean Δr, ``rm``) and ``imdb`` (layer-mean IMDB, ``irm``), plus
     ``valid_layers``, the share of (layer, seed) entries that pass the gate."""
-    from ..spectral import model_spectrum
-
     rows = []
     for g, ms in masks.items():
         spectra = [model_spectrum(model, m, "iclr2023", weights=None, progress=False) for m in ms]

@@ -6,6 +6,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from ..methods.selection import SELECTION_METRICS, clean, select, stitched_density
 
 __all__ = ["summarise_runs", "accuracy_table", "cost_table", "population_frame", "rule_comparison", "method_order",
            "kept_counts", "REFERENCE_ROWS"]
@@ -97,8 +98,6 @@ def population_frame(ticket: Mapping[str, Any]) -> pd.DataFrame:
     of the baseline M* and of the selected ticket, from a ticket record
     (:meth:`pags_core.experiments.Ticket.population`).  Column ``kind`` is
     ``sample``, ``baseline`` or ``selected``; ``density`` is each mask's global density."""
-    from ..methods.selection import SELECTION_METRICS, clean
-
     pop, base, prov = ticket["population"], ticket["baseline"], ticket["provenance"]
     sizes = prov["weights"].to_numpy()
     rows = {m: clean(pop[m]).mean(axis=1) for m in SELECTION_METRICS}
@@ -119,8 +118,6 @@ def rule_comparison(ticket: Mapping[str, Any]) -> pd.DataFrame:
     no generator, no scoring):
     one row per (rule, selection) with layers replaced, replacements, network-mean Δr_imdb and FS of the selection
     and the realised global density."""
-    from ..methods.selection import clean, select, stitched_density
-
     sizes = ticket["provenance"]["weights"].to_numpy()
     out = []
     for rule, selection in (("dominance", "layerwise"), ("alt", "layerwise"), ("dominance", "network")):

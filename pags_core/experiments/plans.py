@@ -20,6 +20,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..methods.pags import pretrain_recipe
+from ..methods.selection import clean
 from ..store import RunStore
 from .driver import Plan
 from .params import ChapterConfig
@@ -53,8 +55,6 @@ class TablePlan:
 
 
 def pretrain_unit(cfg: ChapterConfig, seed: int, iters: int) -> Pretrain:
-    from ..methods.pags import pretrain_recipe
-
     return Pretrain(cfg.model, cfg.data, seed, iters, pretrain_recipe(cfg.train.recipe), cfg.exec)
 
 
@@ -80,7 +80,7 @@ def table_plan(cfg: ChapterConfig, *, methods: Optional[Sequence[str]] = None) -
     generator's own ticket is left out for :data:`UNIFORM_WITHIN_LAYER` generators (it would be another draw of them).  ``methods`` keeps only
     the rows whose method is listed."""
     train = lambda seed, ticket: Train(cfg.model, cfg.data, seed, cfg.train, cfg.exec, ticket)  # noqa: E731
-    if "lth" in cfg.baselines and cfg.rewind_iter > 0:
+    if "lth" in cfg.baselines and cfg.rewind_iter > 0 and (methods is None or "LTH" in methods):
         steps = cfg.train.epochs * math.ceil(_train_size(cfg) / cfg.train.recipe.batch_size)
         if cfg.rewind_iter > steps:
             raise ValueError(f"LTH rewinds to step {cfg.rewind_iter} (the largest PEGS N), but a training run has "
@@ -168,8 +168,6 @@ def premise_plan(cfg: ChapterConfig, store: RunStore, generators: Sequence[str],
     (default ``cfg.premise_masks``) of the population of its PAGS ticket of ``seed`` that span the population's range
     of layer-mean FS (evenly spaced ranks, lowest and highest included), each trained from θ0.  The PAGS tickets must
     have run (their stored populations choose the samples).  Row ``method`` is ``"sample <index>"``."""
-    from ..methods.selection import clean
-
     k = cfg.premise_masks if k is None else int(k)
     if k < 2:
         raise ValueError(f"the premise needs at least 2 masks per population, got k = {k}")

@@ -83,11 +83,12 @@ _PAPER_VALUES = {
     "device": "auto", "threads": 1, "executor": "serial", "workers": 1,
 }
 
-#: the PAGS chapter trains no PEGS ticket and no LTH/EB baseline (the PEGS chapter does)
+#: the PAGS and adapting chapters train no PEGS ticket and no LTH/EB baseline (the PEGS chapter does)
 _PAGS_CHAPTER = {"pegs_iters": (), "baselines": ()}
 
 PROFILES.register("paper", Profile(
-    name="paper", values=MappingProxyType(dict(_PAPER_VALUES)), chapters={"pags": _PAGS_CHAPTER},
+    name="paper", values=MappingProxyType(dict(_PAPER_VALUES)),
+    chapters={"pags": _PAGS_CHAPTER, "custom": _PAGS_CHAPTER},
     deviations=(
         Deviation("lth_rounds", "lth_rounds", 21, "LTH in 5 rounds with the geometric density schedule D^(r/5)", "compute: each "
                   "round is a full 250-epoch training; 20 %-per-round pruning needs about 21 rounds to reach 0.01",
@@ -106,7 +107,7 @@ PROFILES.register("book", Profile(
         "device": "cpu", "threads": 1, "executor": "processes", "workers": 2,
     }),
     chapters={"weighted_metrics": {"generators": ("random", "erk", "snip", "magnitude", "synflow"), "seeds": (0,)},
-              "pags": _PAGS_CHAPTER},
+              "pags": _PAGS_CHAPTER, "custom": _PAGS_CHAPTER},
     deviations=(
         Deviation("dataset", "data", "cifar100", "MNIST-5k at 14x14 (3500 training, 500 validation and 1000 test "
                   "images)", "the book is built offline on a 2-core CPU: CIFAR cannot be downloaded here and its "

@@ -16,9 +16,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..data import DATASETS, load_dataset, stage_dataset
+from ..data.sources import check_dataset_options
+from ..methods.selection import RULES, SELECTIONS
+from ..models import MODELS, init_random, make_model
+from ..pruning import GENERATORS, check_density
+from ..pruning.checks import check_options
 from ..registry import Registry
+from ..spectral import CONVENTIONS
 from ..store import canonical, config_key
+from ..training import get_recipe
 from ..training.recipes import Recipe
+import torch
 
 __all__ = ["SCHEMA", "DataSpec", "ModelSpec", "TrainSpec", "PruneSpec", "SamplingSpec", "ItopSpec", "ExecSpec",
            "run_key", "load_factory"]
@@ -83,9 +92,6 @@ class DataSpec:
     options: tuple = ()
 
     def __post_init__(self):
-        from ..data import DATASETS
-        from ..data.sources import check_dataset_options
-
         object.__setattr__(self, "name", _name(DATASETS, self.name))
         object.__setattr__(self, "val_fraction", _num(self.val_fraction, "val_fraction", 0.0, 0.5))
         object.__setattr__(self, "seed", _int(self.seed, "data seed"))
@@ -121,15 +127,11 @@ class DataSpec:
     def stage(self, download: bool = False) -> None:
         """Make the files available before runs fan out (:func:`~pags_core.data.stage_dataset`: CIFAR is downloaded
         here, once, when ``download``); runs then always load offline."""
-        from ..data import stage_dataset
-
         stage_dataset(self.name, download=download)
 
 
 @functools.lru_cache(maxsize=4)
 def _load_data(spec: DataSpec, device: str):
-    from ..data import load_dataset
-
     return load_dataset(spec.name, val_fraction=spec.val_fraction, seed=spec.seed, device=device, download=False,
                         **dict(spec.options))
 
@@ -185,8 +187,6 @@ class ModelSpec:
     factory_digest: Optional[str] = None
 
     def __post_init__(self):
-        from ..models import MODELS
-
         if self.factory is None:
             object.__setattr__(self, "name", _name(MODELS, self.name))
         else:
@@ -201,10 +201,6 @@ class ModelSpec:
 
     def build(self, seed: int):
         """θ0 of ``seed``: ``torch.manual_seed(seed)``, then the model with its initialisation."""
-        import torch
-
-        from ..models import init_random, make_model
-
         torch.manual_seed(_int(seed, "seed"))
         if self.factory is None:
             return make_model(self.name, num_classes=self.num_classes, in_channels=self.in_channels,
@@ -228,8 +224,6 @@ class TrainSpec:
     max_iters: Optional[int] = None
 
     def __post_init__(self):
-        from ..training import get_recipe
-
         object.__setattr__(self, "recipe", get_recipe(self.recipe))
         object.__setattr__(self, "epochs", _int(self.epochs, "epochs", 1))
         if self.max_iters is not None:
@@ -250,9 +244,6 @@ class PruneSpec:
     options: tuple = ()
 
     def __post_init__(self):
-        from ..pruning import GENERATORS, check_density
-        from ..pruning.checks import check_options
-
         object.__setattr__(self, "generator", _name(GENERATORS, self.generator))
         object.__setattr__(self, "density", check_density(self.density))
         if self.batches is not None:
@@ -283,9 +274,6 @@ class SamplingSpec:
     convention: str = "neurips2023"
 
     def __post_init__(self):
-        from ..methods.selection import RULES, SELECTIONS
-        from ..spectral import CONVENTIONS
-
         object.__setattr__(self, "population", _int(self.population, "population", 0))
         object.__setattr__(self, "batches", _int(self.batches, "scoring batches per sample", 1))
         object.__setattr__(self, "noise", _num(self.noise, "noise", 0.0))
@@ -310,8 +298,6 @@ class ItopSpec:
     regrow_dead: bool = False
 
     def __post_init__(self):
-        from ..pruning import check_density
-
         object.__setattr__(self, "density", check_density(self.density))
         object.__setattr__(self, "update_interval", _int(self.update_interval, "update_interval", 1))
         object.__setattr__(self, "death_rate", _num(self.death_rate, "death_rate", 0.0, 1.0))

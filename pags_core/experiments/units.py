@@ -24,7 +24,15 @@ import numpy as np
 import torch
 
 from ..masks import Mask
+from ..methods.early_bird import early_bird
+from ..methods.itop import Snapshot, itop_train
+from ..methods.lth import lth_densities, lth_round
+from ..methods.pags import baseline_ticket, pags, pegs, population_sample, pretrain
+from ..models import prunable_parameters
+from ..pruning.erk import random_positions
 from ..store import RunStore, atomic_torch_save
+from ..training import train
+from ..training.callbacks import cpu_state
 from ..training.recipes import Recipe
 from .specs import DataSpec, ExecSpec, ItopSpec, ModelSpec, PruneSpec, SamplingSpec, TrainSpec, key_config, run_key
 
@@ -106,8 +114,6 @@ def _save_mask(ctx: UnitContext, mask: Mask, name: str = "mask.pt") -> None:
 
 
 def _theta0(model: ModelSpec, seed: int) -> dict:
-    from ..training.callbacks import cpu_state
-
     return cpu_state(model.build(seed))
 
 
@@ -132,8 +138,6 @@ class Pretrain(Unit):
         return f"pretrain {self.model.name} seed {self.seed} N={self.iters}"
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..methods.pags import pretrain
-
         net = self.model.build(self.seed)
         t = time.perf_counter()
         tr = pretrain(net, ctx.data(self.data), self.iters, recipe=self.recipe, seed=self.seed, device=ctx.device,
@@ -191,8 +195,6 @@ class Ticket(Unit):
         return self.start.weights(store) if self.start is not None else _theta0(self.model, self.seed)
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..methods.pags import baseline_ticket, pags, pegs
-
         data = ctx.data(self.data)
         net = self.model.build(self.seed)
         p, opts = self.prune, dict(self.prune.options)
@@ -284,8 +286,6 @@ class LTHRound(Unit):
         return () if prev is None else (prev,)
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..methods.lth import lth_densities, lth_round
-
         prev = self.previous()
         mask, rewind = (None, None) if prev is None else prev.load(ctx.store)
         out = lth_round(self.model.build(self.seed), ctx.data(self.data), self.round,
@@ -320,8 +320,6 @@ class EarlyBird(Unit):
         return f"Early-Bird seed {self.seed}"
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..methods.early_bird import early_bird
-
         res = early_bird(self.model.build(self.seed), ctx.data(self.data), self.density, epsilon=self.epsilon,
                          max_epochs=self.train.epochs, recipe=self.train.recipe, seed=self.seed, device=ctx.device,
                          checkpoint=ctx.path("checkpoint.pt"), progress=ctx.progress)
@@ -356,8 +354,6 @@ class Shuffle(Unit):
         return (self.source,)
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..pruning.erk import random_positions
-
         mask, _ = self.source.load(ctx.store)
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, 0x5F1E]).generate_state(1)[0]))
         out = Mask({n: random_positions(tuple(t.shape), int(t.sum()), g) for n, t in mask.items()},
@@ -395,8 +391,6 @@ class Sample(Unit):
         return () if self.ticket.start is None else (self.ticket.start,)
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..methods.pags import population_sample
-
         t, p = self.ticket, self.ticket.prune
         net = t.model.build(t.seed)
         if t.start is not None:
@@ -442,8 +436,6 @@ class Train(Unit):
         return () if self.ticket is None else (self.ticket,)
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..training import train
-
         net = self.model.build(self.seed)
         mask = None
         if self.ticket is not None:
@@ -480,8 +472,6 @@ class ItopDST(Unit):
         return f"ITOP-Rand {self.model.name} seed {self.seed}"
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..methods.itop import Snapshot, itop_train
-
         def persist(s: Snapshot) -> Snapshot:
             mp, wp = ctx.path(f"step{s.step:07d}.mask"), ctx.path(f"step{s.step:07d}.pt")
             atomic_torch_save(s.mask.state_dict(), mp)
@@ -510,8 +500,6 @@ class ItopDST(Unit):
 
     def snapshot(self, store: RunStore, step: int):
         """The snapshot after the update at ``step`` (0 = the anchor) with its mask and weights in memory."""
-        from ..methods.itop import Snapshot
-
         rec = self.result(store)
         entries = {0: {**rec["anchor"], "death_rate": 0.0}} | {int(e["step"]): e for e in rec["snapshots"]}
         if step not in entries:
@@ -549,9 +537,6 @@ class ItopRetrain(Unit):
         return (self.dst,)
 
     def run(self, ctx: UnitContext) -> dict:
-        from ..models import prunable_parameters
-        from ..training import train
-
         snap = self.dst.snapshot(ctx.store, self.step)
         start = snap.state if self.retrain_from == "snapshot" else self.dst.snapshot(ctx.store, 0).state
         net = self.dst.model.build(self.dst.seed)

@@ -25,7 +25,7 @@ from torch import nn
 from ..device import resolve_device
 from ..masks import Mask
 from ..pruning import check_density
-from ..training import Callback, TrainState
+from ..training import Callback, TrainState, train
 from ..training.callbacks import cpu_state
 from .lth import magnitude_mask, mask_distance
 
@@ -91,8 +91,6 @@ def early_bird(model: nn.Module, data, density: float, *, epsilon: float = 0.1, 
     """Early-Bird ticket search (see the module docstring for the rule).  ``model`` holds θ0 and is not modified; the
     dense run follows ``recipe`` for at most ``max_epochs`` epochs (default: the recipe's).  ``checkpoint``: the
     per-epoch training checkpoint (the search resumes from it)."""
-    from ..training import train
-
     search = EarlyBirdSearch(density, epsilon)
     net = copy.deepcopy(model)
     t0 = time.perf_counter()

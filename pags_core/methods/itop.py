@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import load_dataset
 from ..masks import Mask
-from ..training import Callback, TrainState, get_recipe
+from ..pruning import generate_mask
+from ..training import Callback, TrainState, get_recipe, train
 from ..training.callbacks import as_callbacks, cpu_state
 
 __all__ = ["ITOPRand", "UpdateRecord", "Snapshot", "ITOPRun", "itop_train"]
@@ -256,10 +258,6 @@ def itop_train(
     its last epoch and returns the same run as an uninterrupted call (the anchor is emitted again from the ``model``
     passed in, which must be θ0).
     """
-    from ..data import load_dataset
-    from ..pruning import generate_mask
-    from ..training import train
-
     if isinstance(data, str):
         data = load_dataset(data)
     if mask is None:

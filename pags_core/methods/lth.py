@@ -24,6 +24,7 @@ from torch import nn
 from ..device import resolve_device
 from ..masks import Mask
 from ..pruning import check_density, generate_mask
+from ..training import CaptureWeights, get_recipe, train
 from ..training.callbacks import cpu_state
 
 __all__ = ["LTHResult", "LTHRound", "lth", "lth_round", "lth_densities", "magnitude_mask", "mask_distance"]
@@ -85,8 +86,6 @@ def lth_round(model: nn.Module, data, r: int, densities: list, *, mask: Optional
     Round 0 (``mask=None``) trains the dense network from θ0 and captures θ_k after ``rewind_iter`` steps; round
     r > 0 trains θ_k (``rewind_state``) masked by the previous round's ``mask``.  Either way the trained weights are then
     pruned by global magnitude to ``densities[r]``."""
-    from ..training import CaptureWeights, train
-
     if not isinstance(densities, (list, tuple)) or not densities:
         raise ValueError(f"densities must be the non-empty schedule d_1..d_R (see lth_densities), got {densities!r}")
     densities = [check_density(d) for d in densities]
@@ -139,8 +138,6 @@ def lth(model: nn.Module, data, density: float, *, rounds: int = 3, rewind_iter:
         epochs: Optional[int] = None, seed: int = 0, device="auto", progress: Optional[bool] = None) -> LTHResult:
     """Find an LTH ticket at ``density`` by ``rounds`` rounds of train → global-magnitude prune → rewind to θ_k
     (:func:`lth_round` for each).  ``model`` holds θ0 and is not modified."""
-    from ..training import get_recipe
-
     dens = lth_densities(density, rounds)
     if isinstance(rewind_iter, bool) or not isinstance(rewind_iter, int) or rewind_iter < 0:
         raise ValueError(f"rewind_iter must be a non-negative int, got {rewind_iter!r}")

@@ -35,10 +35,13 @@ from tqdm.auto import tqdm
 from ..device import resolve_device
 from ..masks import Mask
 from ..models import prunable_parameters
-from ..pruning import GENERATORS, generate_mask
+from ..pruning import GENERATORS, check_density, generate_mask
 from ..pruning.checks import check_count, check_noise, check_seed
+from ..spectral import score_population
 from ..store import atomic_torch_save, canonical, read_checkpoint, tensor_digest
-from .selection import BASELINE, SELECTION_METRICS, Selection, SelectionState, stitched_density
+from ..training import get_recipe, train
+from .selection import (BASELINE, RULES, SELECTION_METRICS, SELECTIONS, Selection, SelectionState, _check_choice,
+                        stitched_density)
 
 __all__ = ["PAGSResult", "pags", "pegs", "pretrain", "sample_seed", "default_noise", "mask_metrics",
            "NOISY_GENERATORS", "pretrain_recipe", "baseline_ticket", "population_sample"]
@@ -82,8 +85,6 @@ def mask_metrics(model_or_weights, masks: Sequence[Mask], *, convention: str = "
     Returns ``{metric: (n, L) float64 array}`` for :data:`SELECTION_METRICS` plus ``"kept"`` ((n, L) int64 kept
     weights), with layers in ``layer_names`` order (default: the model's prunable layer order).
     """
-    from ..spectral import score_population
-
     masks = list(masks)
     if not masks:
         raise ValueError("mask_metrics got no masks (an empty population): there is nothing to score")
@@ -297,9 +298,6 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
     generator_opts:
         Extra generator options (e.g. ``temperature`` for GraSP).
     """
-    from ..pruning import check_density
-    from .selection import RULES, SELECTIONS, _check_choice
-
     gen = _check_generator(generator)
     density = check_density(density)
     rule = _check_choice(rule, RULES, "selection rule")
@@ -436,8 +434,6 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
 def pretrain_recipe(recipe):
     """The dense pre-training recipe of PEGS: the training recipe's optimiser, batch size and augmentation with a
     **constant** learning rate (the paper does not document it; no decay inside the first N iterations)."""
-    from ..training import get_recipe
-
     return get_recipe(recipe).replace(schedule="constant", milestones=())
 
 
@@ -445,8 +441,6 @@ def pretrain(model: nn.Module, data, iters: int, *, recipe="neurips2023", seed: 
              progress: Optional[bool] = None, checkpoint=None):
     """Train ``model`` (dense, in place) for ``iters`` optimiser steps with :func:`pretrain_recipe` and return the
     :class:`~pags_core.training.TrainResult`.  ``iters=0`` returns ``None`` and leaves the model untouched."""
-    from ..training import train
-
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise ValueError(f"pre-training iterations must be a non-negative int, got {iters!r}")
     if iters == 0:

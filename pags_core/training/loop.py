@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data import DataSplits, load_dataset
 from ..device import resolve_device
 from ..masks import Mask
 from ..store import atomic_torch_save, read_checkpoint, tensor_digest
@@ -112,8 +113,6 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
       the callbacks, and digests of the starting weights and of the mask): a checkpoint of another run is refused
       with the mismatching fields named.  It is deleted when training ends.
     """
-    from ..data import DataSplits, load_dataset
-
     if isinstance(data, str):
         data = load_dataset(data)
     if not isinstance(data, DataSplits):
