@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 __all__ = ["RunStore", "CorruptRunError", "LeaseHeld", "canonical", "config_key", "default_store_root", "tensor_digest",
-           "atomic_torch_save"]
+           "atomic_torch_save", "read_checkpoint"]
 
 
 def _plain(obj: Any) -> Any:
@@ -113,6 +113,37 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
+def read_checkpoint(path: Path, fmt: str, what: str, *, weights_only: bool = True) -> dict | None:
+    """The checkpoint of format ``fmt`` at ``path`` (a dict with ``"format": fmt``), or ``None`` when there is none.
+
+    A file that cannot be read (truncated, garbage) is deleted with a ``RuntimeWarning`` naming it, and ``None`` is
+    returned: the run starts from the beginning.  A folder at ``path``, or a readable file of another kind, is a
+    ``ValueError`` naming it (``what`` says whose checkpoint it should have been)."""
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"the {what} checkpoint {path} is a folder, not a file: pass a file path such as "
+                         f"{path / 'checkpoint.pt'}")
+    if not path.is_file():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # noqa: BLE001 - a truncated or garbled file: the run starts again from the beginning
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        warnings.warn(f"the {what} checkpoint {path} is unreadable ({type(e).__name__}: {first}); it is deleted and "
+                      "the run starts from the beginning", RuntimeWarning, stacklevel=3)
+        path.unlink()
+        return None
+    if not isinstance(ck, dict) or ck.get("format") != fmt:
+        found = ck.get("format") if isinstance(ck, dict) else type(ck).__name__
+        raise ValueError(f"{path} is not a {what} checkpoint (format {found!r}, expected {fmt!r}); delete it or pass "
+                         "another checkpoint path")
+    return ck
+
+
 class CorruptRunError(RuntimeError):
     """A stored artefact could not be read.  The run has been set aside (its ``result.json`` renamed), so running the
     same sweep again recomputes it; ``path`` is the unreadable file."""
@@ -163,6 +194,8 @@ def _pid_alive(pid: int) -> bool:
 
 class RunStore:
     """A folder of finished runs: ``<root>/<namespace>/<key>/{config.json,result.json}`` plus optional artefacts.
+    ``root`` (``~`` expanded; default :func:`default_store_root`) is created when the first run is stored; a root
+    that is, or lies under, a file is a ``NotADirectoryError`` naming it.
 
     - ``result.json`` is written last and atomically: its presence marks a run as finished.  A ``result.json`` that
       cannot be parsed, or lacks a key its reader requires, is set aside with a warning (renamed
@@ -176,7 +209,16 @@ class RunStore:
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else default_store_root()
+        if root is not None and not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"a run store root is a folder path (str or os.PathLike) or None, got "
+                            f"{type(root).__name__}: {root!r}")
+        self.root = Path(root).expanduser() if root is not None else default_store_root()
+        for p in (self.root, *self.root.parents):  # the folder, or the nearest part of its path that exists
+            if p.exists():
+                if not p.is_dir():
+                    raise NotADirectoryError(f"the run store root {self.root} cannot be a folder: {p} is a file; pass "
+                                             "a folder path (it is created) or set $PAGS_STORE")
+                break
 
     def path(self, namespace: str, config: Any) -> Path:
         """The folder of one run (it may not exist yet)."""

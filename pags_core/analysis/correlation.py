@@ -1,8 +1,8 @@
 """Small statistics helpers: Pearson's r with a Fisher-z confidence interval, Spearman's rho, correlation tables.
 
-The ITOP study (METHOD §9) reports, for every metric, the Pearson correlation between the metric and the retrained
-test accuracy across the snapshots of one run.  With n = 10 snapshots a correlation is only an indication, so every
-value comes with its sample size and a 95% confidence interval:
+The ITOP study (paper B, Figs 2–4) reports, for every metric, the Pearson correlation between the metric and the
+retrained test accuracy across the snapshots of one run.  With n = 10 snapshots a correlation is only an indication, so
+every value comes with its sample size and a 95% confidence interval:
 
     z = atanh(r),  se = 1 / sqrt(n - 3),  CI = tanh(z -/+ z_{(1+c)/2} * se)
 

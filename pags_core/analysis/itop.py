@@ -17,7 +17,7 @@ __all__ = ["ITOP_METRICS", "ITOP_REFERENCES", "BCODE_VGG_FILTER", "snapshot_metr
            "snapshot_correlations"]
 
 #: network-level metrics correlated with accuracy: layer means of Δr, λ, Δr_imdb, λ_imsg, FS (= the ℓ2 distance
-#: from the origin, METHOD §5.4 default) and the anchor distances from (M_0, θ0) and from (M_t, θ0).
+#: from the origin, as paper B correlates it) and the anchor distances from (M_0, θ0) and from (M_t, θ0).
 ITOP_METRICS: Dict[str, str] = {
     "ramanujan_gap": "Δr (topology)",
     "weighted_gap": "λ (weights)",
@@ -32,7 +32,7 @@ ITOP_METRICS: Dict[str, str] = {
 #: their retraining, so a metric that merely grows with training time also correlates with accuracy.
 ITOP_REFERENCES: Dict[str, str] = {"step": "ITOP step (training time; a confound check)"}
 
-#: B-code's snapshot filter for VGG-D (METHOD §9): keep Δr_imdb > 0.05, FS < 6 and λ_imsg > 0.05.
+#: the snapshot filter paper B's code applies to VGG-D: keep Δr_imdb > 0.05, FS < 6 and λ_imsg > 0.05.
 BCODE_VGG_FILTER: Dict[str, tuple] = {"imdb": (">", 0.05), "full_spectrum": ("<", 6.0), "imsg": (">", 0.05)}
 
 def snapshot_metrics(
@@ -48,7 +48,8 @@ def snapshot_metrics(
     """Network-level metrics of (mask, |W|) with W the model's weights (or ``weights``, a name -> tensor mapping):
     layer means (non-finite -> 0) of Δr, λ, Δr_imdb, λ_imsg and FS (FS = the ℓ2 distance from the origin).
 
-    With ``initial_weights`` (θ0) it adds the anchor distances of METHOD §5.4 (full 4-vector, mean over layers):
+    With ``initial_weights`` (θ0) it adds two anchor distances (the ℓ2 distance of the full 4-vector from a reference,
+    mean over layers):
     ``dist_same_mask`` from (M_t, θ0) and, with ``initial_mask`` (M_0) or a precomputed ``initial_reference``
     (:func:`pags_core.anchor_reference` with ``reference="initial"``), ``dist_initial`` from (M_0, θ0).
     """
@@ -72,7 +73,7 @@ def _passes(value: float, op: str, bound: float) -> bool:
 
 
 def apply_bcode_filter(table: pd.DataFrame, rules: Mapping[str, tuple] = BCODE_VGG_FILTER) -> pd.DataFrame:
-    """The rows of ``table`` that pass B-code's VGG snapshot filter (Δr_imdb > 0.05, FS < 6, λ_imsg > 0.05)."""
+    """The rows of ``table`` that pass paper B's code's VGG snapshot filter (Δr_imdb > 0.05, FS < 6, λ_imsg > 0.05)."""
     keep = np.ones(len(table), dtype=bool)
     for col, (op, bound) in rules.items():
         if op not in (">", "<"):

@@ -18,12 +18,13 @@ from ..registry import Registry
 from .disk import CIFAR_FOLDERS, data_root, default_data_root, open_cifar
 from .splits import DataSplits, Split
 
-__all__ = ["DATASETS", "load_dataset", "stage_dataset", "default_data_root", "CIFAR_STATS"]
+__all__ = ["DATASETS", "load_dataset", "stage_dataset", "check_dataset_options", "default_data_root",
+           "CIFAR_STATS"]
 
 #: name -> loader(root, download, val_fraction, seed, **opts) -> DataSplits (CPU)
 DATASETS: Registry = Registry("dataset")
 
-#: per-channel (mean, std) of METHOD §11.1
+#: per-channel (mean, std) the papers' CIFAR pipelines normalise with
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -124,7 +125,7 @@ def _cifar(name: str, root, download: bool, val_fraction: float) -> DataSplits:
 
     X, y = conv(tr_ds)
     n_val = int(round(val_fraction * X.shape[0]))
-    n_tr = X.shape[0] - n_val  # METHOD §11.1: the LAST n_val training images are the validation set
+    n_tr = X.shape[0] - n_val  # as paper A's code: the LAST n_val training images are the validation set
     Xt, yt = conv(te_ds)
     return DataSplits(name, Split(X[:n_tr], y[:n_tr]), Split(X[n_tr:], y[n_tr:]), Split(Xt, yt),
                       10 if name == "cifar10" else 100, 3, 32, mean, std, augment=True,
@@ -198,6 +199,12 @@ def _options(name: str, loader, opts: dict) -> dict:
     return out
 
 
+def check_dataset_options(name: str, opts: dict) -> dict:
+    """The loader options ``opts`` of data set ``name`` checked as :func:`load_dataset` checks them (known names,
+    positive whole-number int options, finite float options >= 0), without loading anything."""
+    return _options(name, DATASETS[name], dict(opts))
+
+
 def stage_dataset(name: str, root: Optional[str | os.PathLike] = None, download: bool = False) -> Optional[Path]:
     """Get data set ``name`` ready to load offline.  A driver calls it once before it fans runs out; the runs then
     load with ``download=False``, so no job ever downloads (or races another job's download).
@@ -246,6 +253,9 @@ def load_dataset(name: str, *, root: Optional[str | os.PathLike] = None, downloa
     if len(data.train) == 0:
         raise ValueError(f"dataset {name!r} with val_fraction={val_fraction!r} and options {opts} leaves an empty "
                          f"training split (validation {len(data.val)}, test {len(data.test)} images)")
+    if len(data.test) == 0:
+        raise ValueError(f"dataset {name!r} with options {opts} leaves an empty test split (training {len(data.train)}, "
+                         f"validation {len(data.val)} images): every accuracy would be NaN; raise test_fraction")
     if vf > 0 and len(data.val) == 0:
         raise ValueError(f"dataset {name!r}: val_fraction={val_fraction!r} of {len(data.train)} training images rounds "
                          f"to an empty validation split; raise val_fraction or pass val_fraction=0 for none")

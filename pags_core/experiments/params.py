@@ -161,6 +161,16 @@ def _nonempty(v) -> Optional[str]:
     return "must name at least one value" if len(v) == 0 else None
 
 
+def _store_problem(root: str) -> Optional[str]:
+    from ..store import RunStore
+
+    try:
+        RunStore(root)
+    except NotADirectoryError as e:
+        return f"is no folder ({e})"
+    return None
+
+
 def _all(*checks):
     def check(v):
         for c in checks:
@@ -188,14 +198,15 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("epochs", "int", "training epochs; None for the profile's", check=_min(1)),
     Param("generators", "str_list", "PaI generators; None for the profile's", _reg("GENERATORS"), check=_nonempty),
     Param("population", "int", "PAGS/PEGS samples per generator and seed; None for the profile's", check=_min(0)),
-    Param("pretrain_iters", "int_list", "PEGS pre-training steps N; None for the profile's", check=_min(1)),
+    Param("pretrain_iters", "int_list", "PEGS pre-training steps N; None for the profile's",
+          check=_all(_nonempty, _min(1))),
     Param("baselines", "str_list", "training-based baselines (lth, eb); None for the profile's",
           lambda: ["lth", "eb"]),
     Param("lth_rounds", "int", "LTH prune-retrain rounds; None for the profile's", check=_min(1)),
     Param("controls", "str_list", "control rows: shuffle, dense, generator_at_start; None for the profile's",
           lambda: ["shuffle", "dense", "generator_at_start"]),
-    Param("premise_masks", "int", "masks of one population trained to test the PAGS premise (0: none); None for "
-          "the profile's", check=_min(0)),
+    Param("premise_masks", "int", "masks of one population trained to test the PAGS premise (0: none, else at "
+          "least 2); None for the profile's", check=lambda v: "must be 0 (none) or >= 2" if v == 1 or v < 0 else None),
     Param("models", "str_list", "models of the ITOP study; None for the profile's", _reg("MODELS"), check=_nonempty),
     Param("update_interval", "int", "optimiser steps between ITOP topology updates; None for the profile's",
           check=_min(1)),
@@ -207,7 +218,8 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("workers", "int", "worker processes of the processes executor; None for the profile's", check=_min(1)),
     Param("executor_options", "dict", "extra executor options (Slurm: partition, gpus_per_job, cpus_per_job, "
           "time_min, array_parallelism, folder, extra); None for none"),
-    Param("store", "str", "folder of the run store (on a shared filesystem for Slurm); None for the default"),
+    Param("store", "str", "folder of the run store (on a shared filesystem for Slurm); None for the default",
+          check=lambda v: _store_problem(v)),
     Param("download", "int", "1 lets the driver download a missing data set (CIFAR) once before the runs fan out",
           check=lambda v: None if v in (0, 1) else "must be 0 or 1"),
 )}
@@ -402,6 +414,9 @@ def resolve(chapter: str, profile: "str | Profile" = "book", **params: Any) -> C
     rename = {"pretrain_iters": "pegs_iters"}
     for k, val in given.items():
         v[rename.get(k, k)] = val
+    if chapter == "pags" and int(v["premise_masks"]) > 0 and int(v["population"]) < 2:
+        raise ParameterError(f"the PAGS premise trains premise_masks={v['premise_masks']} samples of a population of "
+                             f"{v['population']}: pass -p population 2 or more, or -p premise_masks 0")
     if chapter == "custom" and "model_factory" not in given:
         raise ParameterError("parameter 'model_factory' must be given for the custom chapter: an import path "
                              "'module:attribute' of your model factory f(num_classes, in_channels, width)")
@@ -409,6 +424,9 @@ def resolve(chapter: str, profile: "str | Profile" = "book", **params: Any) -> C
     if v["executor"] == "slurm" and "folder" not in opts and v.get("store"):
         opts["folder"] = str(v["store"]) + "/slurm"
     _check_executor_options(v["executor"], opts)
+    if given.get("workers", 1) > 1 and v["executor"] == "serial":
+        raise ParameterError(f"parameter 'workers' ({given['workers']}) asks for parallel workers, but the 'serial' "
+                             "executor runs one unit at a time; pass -p executor processes, or drop workers")
 
     if chapter == "itop" and "model" in given:  # the main model first, then the others of the study
         v["models"] = (given["model"], *[m for m in v["models"] if m != given["model"]])
@@ -451,11 +469,18 @@ def _check_executor_options(executor: str, opts: Mapping[str, Any]) -> None:
     factory = EXECUTORS[executor]
     if executor == "slurm":  # the registry holds a lazy wrapper; the class itself imports submitit only when built
         from .slurm import SlurmExecutor as factory
-    allowed = [p for p in inspect.signature(factory).parameters if p not in ("_", "kwargs", "store")]
+    # the local executors' threads and workers are parameters of their own (threads is part of every run key)
+    own = () if executor == "slurm" else ("threads", "workers")
+    for k in own:
+        if k in opts:
+            raise ParameterError(f"executor_options sets {k}={opts[k]!r}: set it with the {k!r} parameter instead "
+                                 f"(-p {k} {opts[k]!r})")
+    allowed = [p for p in inspect.signature(factory).parameters if p not in ("_", "kwargs", "store", *own)]
     bad = sorted(set(opts) - set(allowed))
     if bad:
         raise ParameterError(f"executor_options has unknown option(s) {', '.join(map(repr, bad))} for the "
-                             f"{executor!r} executor; its options: {', '.join(allowed)}")
+                             f"{executor!r} executor; its options: {', '.join(allowed) or 'none'}"
+                             + ("" if executor == "slurm" else " (threads and workers are parameters of their own)"))
 
 
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "display"}
@@ -468,6 +493,10 @@ def configure(chapter: str, namespace: Mapping[str, Any], **extra: Param) -> Cha
     string, list, dict or None that is not a chapter parameter, e.g. a misspelt ``-p popluation 100``) is an unknown
     parameter and fails.  ``extra`` declares the chapter's own additional parameters (validated and returned in
     ``config.extras``-style by :func:`check_extras`)."""
+    if chapter not in CHAPTER_PARAMETERS:
+        raise ParameterError(f"unknown chapter {chapter!r}; valid choices: {', '.join(CHAPTER_PARAMETERS)}")
+    if not isinstance(namespace, Mapping):
+        raise TypeError(f"configure reads the notebook's globals(): a mapping, got {type(namespace).__name__}")
     declared = set(CHAPTER_PARAMETERS[chapter]) | set(extra)
     plain = (str, int, float, bool, list, tuple, dict, type(None))
     unknown = sorted(k for k, val in namespace.items()

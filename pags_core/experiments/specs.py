@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..data import DATASETS, load_dataset, stage_dataset
+from ..data.sources import check_dataset_options
 from ..methods.selection import RULES, SELECTIONS
 from ..models import MODELS, init_random, make_model
 from ..pruning import GENERATORS, check_density
+from ..pruning.checks import check_options
 from ..registry import Registry
 from ..spectral import CONVENTIONS
 from ..store import canonical, config_key
@@ -100,6 +102,7 @@ class DataSpec:
         if bad:
             raise ValueError(f"data set {self.name!r} has no option(s) {', '.join(bad)}; its options: "
                              f"{', '.join(allowed) or 'none'}")
+        check_dataset_options(self.name, dict(opts))  # the values too, before any run loads the data
         object.__setattr__(self, "options", opts)
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -253,6 +256,7 @@ class PruneSpec:
         if bad:
             raise ValueError(f"generator {self.generator!r} has no option(s) {', '.join(bad)}; its options: "
                              f"{', '.join(valid) or 'none'}")
+        check_options(self.generator, valid, dict(opts))  # the values too (GraSP's temperature > 0, ...)
         object.__setattr__(self, "options", opts)
 
 

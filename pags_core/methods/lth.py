@@ -42,6 +42,9 @@ def mask_distance(a: Mask, b: Mask) -> float:
     """Normalised Hamming distance |a XOR b| / (|a| + |b|): the fraction of kept weights that differ (0 = same)."""
     if list(a) != list(b):
         raise ValueError("the two masks cover different layers")
+    bad = [f"{n} {tuple(a[n].shape)} vs {tuple(b[n].shape)}" for n in a if a[n].shape != b[n].shape]
+    if bad:
+        raise ValueError(f"the two masks' layers differ in shape: {'; '.join(bad[:5])}")
     diff = sum(int((a[n].cpu() ^ b[n].cpu()).sum()) for n in a)
     kept = a.num_kept + b.num_kept
     return diff / kept if kept else 0.0
@@ -83,6 +86,12 @@ def lth_round(model: nn.Module, data, r: int, densities: list, *, mask: Optional
     Round 0 (``mask=None``) trains the dense network from θ0 and captures θ_k after ``rewind_iter`` steps; round
     r > 0 trains θ_k (``rewind_state``) masked by the previous round's ``mask``.  Either way the trained weights are then
     pruned by global magnitude to ``densities[r]``."""
+    if not isinstance(densities, (list, tuple)) or not densities:
+        raise ValueError(f"densities must be the non-empty schedule d_1..d_R (see lth_densities), got {densities!r}")
+    densities = [check_density(d) for d in densities]
+    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < len(densities):
+        raise ValueError(f"round r must be an int in [0, {len(densities) - 1}] (one per density of the schedule), "
+                         f"got {r!r}")
     if r == 0 and mask is not None:
         raise ValueError("round 0 trains the dense network: pass mask=None")
     if r > 0 and (mask is None or rewind_state is None):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 import os
 import time
 import warnings
@@ -35,8 +36,9 @@ from ..device import resolve_device
 from ..masks import Mask
 from ..models import prunable_parameters
 from ..pruning import GENERATORS, check_density, generate_mask
+from ..pruning.checks import check_count, check_noise, check_seed
 from ..spectral import score_population
-from ..store import atomic_torch_save, canonical, tensor_digest
+from ..store import atomic_torch_save, canonical, read_checkpoint, tensor_digest
 from ..training import get_recipe, train
 from .selection import (BASELINE, RULES, SELECTION_METRICS, SELECTIONS, Selection, SelectionState, _check_choice,
                         stitched_density)
@@ -50,14 +52,18 @@ _CKPT_FORMAT = "pags_core.pags-checkpoint/1"
 
 
 def sample_seed(seed: int, k: int) -> int:
-    """The seed of population sample ``k`` of a run with ``seed`` (independent streams via ``SeedSequence``)."""
-    return int(np.random.SeedSequence([int(seed), int(k), 0x9A65]).generate_state(1, dtype=np.uint32)[0])
+    """The seed of population sample ``k`` of a run with ``seed`` (independent streams via ``SeedSequence``; both
+    non-negative ints)."""
+    seed = check_seed(seed, non_negative=True)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise ValueError(f"sample index k must be a non-negative int, got {k!r}")
+    return int(np.random.SeedSequence([seed, int(k), 0x9A65]).generate_state(1, dtype=np.uint32)[0])
 
 
 def default_noise(generator: str, model: str | None = None, noise: float = 1e-3) -> float:
-    """Scoring-only weight noise std for population samples (METHOD §7.3).
+    """Scoring-only weight noise std for population samples (paper B's PAGS of the data-free generators).
 
-    SynFlow and Magnitude (deterministic given θ) get ``noise`` (B-code: 1e-3, and 1e-6 for ResNet34); the
+    SynFlow and Magnitude (deterministic given θ) get ``noise`` (the authors' code: 1e-3, and 1e-6 for ResNet34); the
     data-driven and random generators get 0 (their diversity comes from mini-batches or their own seed).
     """
     g = generator.lower()
@@ -79,6 +85,9 @@ def mask_metrics(model_or_weights, masks: Sequence[Mask], *, convention: str = "
     Returns ``{metric: (n, L) float64 array}`` for :data:`SELECTION_METRICS` plus ``"kept"`` ((n, L) int64 kept
     weights), with layers in ``layer_names`` order (default: the model's prunable layer order).
     """
+    masks = list(masks)
+    if not masks:
+        raise ValueError("mask_metrics got no masks (an empty population): there is nothing to score")
     if layer_names is None:
         layer_names = list(masks[0])
     df = score_population(model_or_weights, list(masks), convention=convention, device=device, progress=False)
@@ -172,11 +181,9 @@ def _save_checkpoint(path: Path, *, config, state: SelectionState, stitched: Mas
 
 
 def _load_checkpoint(path: Path, config) -> dict | None:
-    if not path.is_file():
+    ck = read_checkpoint(path, _CKPT_FORMAT, "PAGS")
+    if ck is None:
         return None
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if ck.get("format") != _CKPT_FORMAT:
-        raise ValueError(f"{path} is not a PAGS checkpoint (format {ck.get('format')!r})")
     if canonical(ck["config"]) != canonical(config):
         raise ValueError(f"the PAGS checkpoint {path} was written by another configuration:\n  {canonical(ck['config'])}"
                          f"\nthis run:\n  {canonical(config)}\ndelete it or pass another checkpoint path")
@@ -194,6 +201,11 @@ def _batches_for(data, n: int | None, batch_size: int, seed: int, device):
     return data.sample_batches(int(n), int(batch_size), seed=seed, device=device)
 
 
+def _check_batches(n, batch_size, name: str) -> tuple:
+    """(``n`` mini-batches, ``batch_size``) checked as positive ints (``n`` may be None: one pass), named."""
+    return (None if n is None else check_count(n, name)), check_count(batch_size, "score_batch_size")
+
+
 def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, baseline_batches: int | None = None,
                     score_batch_size: int = 100, seed: int = 0, rounds: int = 100, device="auto",
                     generate_fn: Callable[..., Mask] | None = None, **generator_opts) -> Mask:
@@ -202,6 +214,8 @@ def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, b
     training split), seeded by ``seed``.  It is the baseline row of the PAGS/PEGS tables and where :func:`pags` starts.
     Layers pruned to nothing are not warned about here (see :meth:`Mask.empty_layers`)."""
     gen = _check_generator(generator)
+    seed = check_seed(seed, non_negative=True)
+    baseline_batches, score_batch_size = _check_batches(baseline_batches, score_batch_size, "baseline_batches")
     dev = resolve_device(device)
     needs_data = GENERATORS[gen].needs_data
     if needs_data and data is None:
@@ -209,10 +223,10 @@ def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, b
     opts = dict(generator_opts)
     if gen == "synflow" and "input_shape" not in opts and data is not None:
         opts["input_shape"] = tuple(int(s) for s in data.input_shape)
-    batches = _batches_for(data if needs_data else None, baseline_batches, score_batch_size, int(seed), dev)
+    batches = _batches_for(data if needs_data else None, baseline_batches, score_batch_size, seed, dev)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*pruned .* layer\\(s\\) to nothing.*")
-        return (generate_fn or generate_mask)(model, gen, density, batches=batches, seed=int(seed), device=dev,
+        return (generate_fn or generate_mask)(model, gen, density, batches=batches, seed=seed, device=dev,
                                               noise=0.0, rounds=rounds, progress=False, **opts).to("cpu")
 
 
@@ -223,6 +237,7 @@ def population_sample(model: nn.Module, data, generator: str, density: float, k:
     drawn with :func:`sample_seed` (``seed``, ``k``), which also seeds Random/ERK and the scoring-only ``noise``.
     :func:`pags` draws its population with it, so a sample can be drawn again on its own (to train it)."""
     gen = _check_generator(generator)
+    score_batches, score_batch_size = _check_batches(score_batches, score_batch_size, "score_batches")
     dev = resolve_device(device)
     s = sample_seed(seed, k)
     opts = dict(generator_opts)
@@ -242,7 +257,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
          chunk: int = 10, checkpoint: str | os.PathLike | None = None, progress: Optional[bool] = None,
          generate_fn: Callable[..., Mask] | None = None, baseline_mask: Mask | None = None,
          config_extra: Mapping[str, Any] | None = None, **generator_opts) -> PAGSResult:
-    """Pruning at initialization as graph sampling (METHOD §7) around ``generator`` at the weights of ``model``.
+    """Pruning at initialization as graph sampling (paper B's PAGS) around ``generator`` at the weights of ``model``.
 
     Parameters
     ----------
@@ -258,7 +273,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
         Fresh shuffled training mini-batches per sample (paper: 4 × 100).
     baseline_batches:
         Mini-batches (of ``score_batch_size``) for the baseline ticket M*; ``None`` (default) = one full pass over the
-        training split, as in METHOD §7 step 2.
+        training split, as the authors' baseline ticket is drawn.
     noise:
         Scoring-only weight-noise std of the population samples; ``None`` = :func:`default_noise` (1e-3 for SynFlow
         and Magnitude, 1e-6 for them on ResNet34 is chosen by callers that know the model name, 0 otherwise).
@@ -291,8 +306,14 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
         raise ValueError(f"population must be a non-negative int, got {population!r}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    seed = check_seed(seed, non_negative=True)
+    _check_batches(score_batches, score_batch_size, "score_batches")
+    _check_batches(baseline_batches, score_batch_size, "baseline_batches")
+    if baseline_mask is not None and not isinstance(baseline_mask, Mask):
+        raise TypeError(f"baseline_mask must be a pags_core.Mask (the generator's ticket M*), got "
+                        f"{type(baseline_mask).__name__}")
     dev = resolve_device(device)
-    noise = default_noise(gen) if noise is None else float(noise)
+    noise = default_noise(gen) if noise is None else check_noise(noise)
     generate = generate_fn or generate_mask
     needs_data = GENERATORS[gen].needs_data
     if needs_data and data is None:
@@ -442,7 +463,11 @@ def pegs(model: nn.Module, data, generator: str, density: float, pretrain_iters:
     net = copy.deepcopy(model).to(dev)
     t = time.perf_counter()
     if pretrained is not None:
-        net.load_state_dict(pretrained)
+        try:
+            net.load_state_dict(pretrained)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            detail = " ".join(line.strip() for line in str(e).strip().splitlines()[:3])[:400]
+            raise ValueError(f"pretrained (θ_N) is not a state dict of this {type(model).__name__}: {detail}") from e
         tr = None
     else:
         tr = pretrain(net, data, pretrain_iters, recipe=recipe, seed=pretrain_seed, device=dev, progress=progress)

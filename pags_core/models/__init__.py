@@ -62,7 +62,7 @@ def make_model(name: str, *, num_classes: int, in_channels: int = 3, width: floa
     """Build a registered model (names in :data:`MODELS`, case-insensitive).
 
     ``width`` multiplies every channel count (ResNet width 1/8 -> 8/16/32/64).  ``init="paper"`` applies
-    :func:`init_random` (METHOD §10) using the global torch RNG (call ``torch.manual_seed`` first for a fixed θ0);
+    :func:`init_random` (both papers') using the global torch RNG (call ``torch.manual_seed`` first for a fixed θ0);
     ``init="default"`` keeps PyTorch's default initialisation.
     """
     factory = MODELS[name]

@@ -1,4 +1,4 @@
-"""``init_random``: the weight initialisation shared by both papers' codebases (METHOD §10)."""
+"""``init_random``: the weight initialisation shared by both papers' codebases."""
 from __future__ import annotations
 
 import math

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Tuple
 import torch
 from torch import nn
 
-__all__ = ["check_noise", "check_seed", "check_rounds", "check_options", "check_layer_sizes",
+__all__ = ["check_noise", "check_seed", "check_count", "check_rounds", "check_options", "check_layer_sizes",
            "check_finite_tensors", "check_scores", "OPTION_CHECKS"]
 
 
@@ -36,17 +36,23 @@ def check_noise(noise) -> float:
     return _number("noise", positive=False)(noise)
 
 
-def check_seed(seed) -> int:
-    """``seed`` as an int; a bool, a fraction or a non-number is an error."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+def check_seed(seed, *, non_negative: bool = False) -> int:
+    """``seed`` as an int; a bool, a fraction or a non-number is an error (and a negative one with
+    ``non_negative``: NumPy's seed sequences need it)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or (non_negative and seed < 0):
+        raise ValueError(f"seed must be a{' non-negative' if non_negative else 'n'} int, got {seed!r}")
     return int(seed)
 
 
+def check_count(value, name: str) -> int:
+    """``value`` as a positive int (a count: rounds, mini-batches, a batch size); ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def check_rounds(rounds) -> int:
-    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
-    return int(rounds)
+    return check_count(rounds, "rounds")
 
 
 def _bool(name: str) -> Callable[[Any], Any]:

@@ -1,4 +1,4 @@
-"""Erdős–Rényi-Kernel layer densities (METHOD §6) and exact per-layer counts.
+"""Erdős–Rényi-Kernel layer densities (Evci et al., ICML 2020, as both papers use them) and exact per-layer counts.
 
 ERK reads a layer's weight *shape*.  For a grouped convolution the shape is (C_out, C_in/g, kh, kw): its second
 dimension is already the number of input channels each output channel really reads (the true per-output fan-in is

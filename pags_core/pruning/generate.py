@@ -1,4 +1,4 @@
-"""``generate_mask`` and the ``GENERATORS`` registry (METHOD §6)."""
+"""``generate_mask`` and the ``GENERATORS`` registry: the PaI generators both papers prune with."""
 from __future__ import annotations
 
 import warnings

@@ -1,4 +1,4 @@
-"""The one scoring interface behind every score-based PaI generator (METHOD §6).
+"""The one scoring interface behind every score-based PaI generator.
 
 A *scorer* is a function ``scorer(ctx, mask) -> dict[param name, score tensor]`` (higher = keep).  ``ctx`` is a
 :class:`ScoringContext`: a private deep copy of the caller's model (eval mode, on the scoring device; float64 with
@@ -52,7 +52,7 @@ class ScoringContext:
             w.requires_grad_(True)
         with torch.no_grad():
             if noise:
-                for w in self.weights.values():  # scoring-only noise on the temporary copy (METHOD §7.3)
+                for w in self.weights.values():  # scoring-only noise on the temporary copy: θ itself stays clean
                     w.add_(torch.randn(w.shape, generator=self.generator, dtype=torch.float64).to(w) * float(noise))
             if synflow:  # SynFlow linearisation: every state tensor (BN included) -> |.|
                 for t in list(net.parameters()) + [b for b in net.buffers() if b.is_floating_point()]:

@@ -5,7 +5,6 @@ import contextlib
 import math
 import os
 import time
-import warnings
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 from ..data import DataSplits, load_dataset
 from ..device import resolve_device
 from ..masks import Mask
-from ..store import atomic_torch_save, tensor_digest
+from ..store import atomic_torch_save, read_checkpoint, tensor_digest
 from .callbacks import Callback, TrainState, as_callbacks
 from .recipes import Recipe, get_recipe
 
@@ -52,7 +51,8 @@ class TrainResult:
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, device="auto", *, amp: bool = False,
              channels_last: bool = False) -> float:
-    """Top-1 accuracy (fraction) of ``model`` in eval mode over ``batches`` of (x, y); restores the previous mode."""
+    """Top-1 accuracy (fraction) of ``model`` in eval mode over ``batches`` of (x, y); restores the previous mode.
+    Batches without a single example are a ``ValueError`` (the accuracy of nothing is undefined)."""
     dev = resolve_device(device)
     was_training = model.training
     model.eval()
@@ -69,7 +69,9 @@ def evaluate(model: nn.Module, batches: Iterable, device="auto", *, amp: bool = 
             total += int(y.numel())
     finally:
         model.train(was_training)
-    return correct / total if total else float("nan")
+    if total == 0:
+        raise ValueError("evaluate got no examples (empty batches): the accuracy of nothing is undefined")
+    return correct / total
 
 
 def _autocast(dev: torch.device, amp: bool):
@@ -144,6 +146,8 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
     steps_per_epoch = len(train_it)
     if steps_per_epoch == 0:
         raise ValueError(f"the training split of {data.name!r} is empty; nothing to train on")
+    if len(data.test) == 0:
+        raise ValueError(f"the test split of {data.name!r} is empty: every test accuracy would be NaN")
     total_steps = n_epochs * steps_per_epoch
     opt = torch.optim.SGD(model.parameters(), lr=rec.lr, momentum=rec.momentum, nesterov=rec.nesterov,
                           weight_decay=rec.weight_decay)
@@ -310,19 +314,9 @@ _CKPT_FORMAT = "pags_core.train-checkpoint/2"
 
 
 def _load_train_checkpoint(path: Path, ident: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    if not path.is_file():
+    ck = read_checkpoint(path, _CKPT_FORMAT, "training", weights_only=False)
+    if ck is None:
         return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a truncated or garbled file: the run starts again from the beginning
-        warnings.warn(f"the training checkpoint {path} is unreadable ({type(e).__name__}: {e}); it is deleted and the "
-                      "run starts from the beginning", RuntimeWarning, stacklevel=3)
-        path.unlink()
-        return None
-    if not isinstance(ck, dict) or ck.get("format") != _CKPT_FORMAT:
-        raise ValueError(f"{path} is not a training checkpoint of pags_core.train (format "
-                         f"{ck.get('format') if isinstance(ck, dict) else type(ck).__name__!r}); delete it or pass "
-                         f"another checkpoint path")
     diff = {k: (ck.get(k), v) for k, v in ident.items() if ck.get(k) != v}  # format already matched
     if diff:
         details = "; ".join(f"{k}: checkpoint {_short(a)}, this call {_short(b)}" for k, (a, b) in diff.items())
