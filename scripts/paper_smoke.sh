@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The paper profile, end to end, at tiny size: every chapter that takes a profile is executed by papermill with
-# `-p profile paper` on CIFAR-shaped synthetic data (3x32x32, 100 classes, a few hundred images), one seed, one epoch
+# `-p profile paper` on CIFAR-shaped synthetic data (3x32x32, 100 classes, a few hundred images), the model at width
+# 1/8, one seed, one epoch
 # and a tiny population, on the CPU. It proves that the one-flag GPU path runs; the numbers mean nothing.
 # Outputs: _build/paper_smoke/<chapter>.ipynb (and the run store _build/paper_smoke/store, reused by a second run).
 # Usage: scripts/paper_smoke.sh [CHAPTER ...]   (default: every chapter below)
@@ -11,7 +12,7 @@ out=_build/paper_smoke
 mkdir -p "$out"
 pm=".venv/bin/papermill"
 data='{"image_size": 32, "num_classes": 100, "n_train": 200, "n_test": 50}'
-common=(-p profile paper -p dataset synthetic -p data_options "$data" -p device cpu -p seeds "[0]" -p epochs 1
+common=(-p profile paper -p dataset synthetic -p data_options "$data" -p width 0.125 -p device cpu -p seeds "[0]" -p epochs 1
         -p store "$here/$out/store")
 declare -A extra=(
   [weighted_metrics]="-p paper_density 0.01"

@@ -225,13 +225,13 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
 )}
 
 _EXECUTION = ("device", "threads", "executor", "workers", "executor_options", "store", "download")
-_MODEL = ("profile", "model", "dataset", "data_options", "density", "seeds", "epochs")
+_MODEL = ("profile", "model", "width", "dataset", "data_options", "density", "seeds", "epochs")
 
 #: the parameters of each chapter that takes a profile
 CHAPTER_PARAMETERS: Mapping[str, tuple] = {
     "weighted_metrics": ("profile", "generators", "density"),
-    "itop": ("profile", "model", "models", "dataset", "data_options", "density", "seeds", "epochs", "update_interval", "snapshots",
-             "retrain_epochs", *_EXECUTION),
+    "itop": ("profile", "model", "models", "width", "dataset", "data_options", "density", "seeds", "epochs",
+             "update_interval", "snapshots", "retrain_epochs", *_EXECUTION),
     "pags": (*_MODEL, "generators", "population", "controls", "premise_masks", *_EXECUTION),
     "pegs": (*_MODEL, "generators", "population", "pretrain_iters", "baselines", "lth_rounds", "controls",
              *_EXECUTION),
@@ -323,12 +323,13 @@ class ChapterConfig:
 
     # ---- execution --------------------------------------------------------------------------------------------
     def execution(self) -> dict:
-        """Keyword arguments of :func:`~pags_core.experiments.run_plan`: executor, its options, the store, download."""
+        """Keyword arguments of :func:`~pags_core.experiments.run_plan`: executor, its options, the store, download.
+        Every executor gets the runs' thread count (a Slurm job asks for at least that many CPUs); ``workers`` is the
+        process pool's size (a Slurm array's parallelism is ``executor_options["array_parallelism"]``)."""
         from ..store import RunStore
 
         opts = dict(self.executor_options)
-        if self.executor in ("serial", "processes"):
-            opts.setdefault("threads", self.exec.threads)
+        opts.setdefault("threads", self.exec.threads)
         if self.executor == "processes":
             opts.setdefault("workers", self.workers)
         return {"executor": self.executor, "store": RunStore(self.store), "download": self.download, **opts}
