@@ -102,7 +102,7 @@ def test_fs_distance_variants():
 
 
 @pytest.mark.parametrize("convention", ["neurips2023", "iclr2023"])
-@pytest.mark.parametrize("engine", ["auto", "dense", "sparse"])
+@pytest.mark.parametrize("engine", ["auto", "batched", "per_mask"])
 def test_score_population_equals_per_mask_layer_spectrum(convention, engine):
     m = tiny_model(1)
     masks = [random_mask(m, d, s) for s, d in enumerate((0.08, 0.2, 0.35, 0.5, 0.2))]

@@ -12,11 +12,11 @@ from .conventions import BOUNDS, CONVENTIONS
 from .metrics import METRIC_FIELDS, LayerSpectrum, full_spectrum, layer_groups, layer_spectrum
 from .network import DISTANCES, anchor_reference, fs_distance, model_spectrum, network_summary, prunable_weights
 from .population import ENGINES, score_population
-from .reference import adjacency_eigenvalues, reference_layer_spectrum, reference_top2
+from .reference import adjacency_eigenvalues, biadjacency, reference_layer_spectrum, reference_top2
 
 __all__ = [
     "CONVENTIONS", "BOUNDS", "DISTANCES", "ENGINES", "METRIC_FIELDS",
     "LayerSpectrum", "layer_spectrum", "layer_groups", "full_spectrum",
     "model_spectrum", "network_summary", "fs_distance", "anchor_reference", "prunable_weights",
-    "score_population", "reference_layer_spectrum", "reference_top2", "adjacency_eigenvalues",
+    "score_population", "reference_layer_spectrum", "reference_top2", "adjacency_eigenvalues", "biadjacency",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Convention", "CONVENTIONS", "BOUNDS", "get_convention", "check_bound"]
+__all__ = ["Convention", "CONVENTIONS", "BOUNDS", "get_convention", "check_bound", "check_softness"]
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,24 @@ def get_convention(convention) -> Convention:
     if isinstance(convention, Convention):
         return convention
     try:
-        return _BY_NAME[str(convention).lower()]
+        if not isinstance(convention, str):
+            raise KeyError(convention)
+        return _BY_NAME[convention.lower()]
     except KeyError:
         raise ValueError(f"unknown spectral convention {convention!r}; valid conventions: {', '.join(CONVENTIONS)}") from None
 
 
 def check_bound(bound: str) -> str:
     """Validate a bound name; raises ``ValueError`` listing the valid ones."""
-    if bound not in BOUNDS:
+    if not isinstance(bound, str) or bound not in BOUNDS:
         raise ValueError(f"unknown Ramanujan bound {bound!r}; valid bounds: {', '.join(BOUNDS)}")
     return bound
+
+
+def check_softness(softness) -> float:
+    """Validate the softness constant s added to Δr (a finite real number); returns it as a float."""
+    import numbers
+
+    if isinstance(softness, bool) or not isinstance(softness, numbers.Real) or not math.isfinite(float(softness)):
+        raise ValueError(f"softness={softness!r}: expected a finite real number (the constant s added to Δr; default 0)")
+    return float(softness)
