@@ -26,7 +26,9 @@ def random_mask(model, density, seed):
     return {k: torch.rand(w.shape, generator=g) < density for k, w in prunable_weights(model).items()}
 
 
-def test_prunable_weights_are_conv_and_linear_only():
+def test_prunable_weights_is_the_models_definition():
+    from pags_core.models import prunable_parameters
+    assert prunable_weights is prunable_parameters  # one definition of what is prunable
     m = tiny_model()
     assert list(prunable_weights(m)) == ["0.weight", "2.weight", "5.weight", "7.weight"]
 

@@ -135,3 +135,58 @@ def test_torch_and_numpy_inputs_agree():
     b = layer_spectrum(torch.from_numpy(mask), torch.from_numpy(w).float())
     assert a.ramanujan_gap == pytest.approx(b.ramanujan_gap, rel=1e-12)
     assert a.weighted_gap == pytest.approx(b.weighted_gap, rel=1e-6)  # float32 weights
+
+
+def _big_degenerate_layers():
+    """Degenerate layers large enough (smaller side > DENSE_MAX) to take the batched Lanczos path."""
+    rng = np.random.default_rng(17)
+    one_edge = np.zeros((120, 90), bool)
+    one_edge[7, 11] = True
+    rank1 = np.zeros((150, 100), bool)
+    rank1[10:70, 20:90] = True  # a dense block K(70, 60) inside a larger layer: rank 1, σ2 = 0
+    block = rng.random((60, 90)) < 0.08
+    twins = disjoint_union(block, block)  # two identical random blocks: σ1 repeated, μ̂ = μ0
+    matching = np.eye(100, dtype=bool)[rng.permutation(100)]  # every component K(1,1): σ1 = σ2 = 1
+    sparse = rng.random((200, 150)) < 0.04
+    return {"empty": np.zeros((120, 90), bool), "one_edge": one_edge, "rank1": rank1, "twins": twins,
+            "matching": matching, "sparse": sparse}
+
+
+@pytest.mark.parametrize("name", list(_big_degenerate_layers()))
+@pytest.mark.parametrize("convention", ["neurips2023", "iclr2023"])
+def test_degenerate_layers_on_the_lanczos_path(name, convention):
+    mask = _big_degenerate_layers()[name]
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=mask.shape)
+    w_zero = w.copy()
+    w_zero[rng.random(mask.shape) < 0.3] = 0.0  # zero weights inside the mask: a smaller weighted graph
+    for weight in (None, w, w_zero, np.ones(mask.shape)):
+        assert_same(layer_spectrum(mask, weight, convention).as_dict(),
+                    reference_layer_spectrum(mask, weight, convention), rtol=1e-9, atol=1e-12)
+    r = layer_spectrum(mask, None)
+    if name == "twins":
+        assert r.mu_hat == pytest.approx(r.mu0, rel=1e-12)
+    if name == "rank1":
+        assert r.mu0 == pytest.approx(math.sqrt(70 * 60), rel=1e-12) and r.mu_hat == pytest.approx(0.0, abs=1e-12)
+    if name == "matching":
+        assert r.mu0 == pytest.approx(1.0) and r.mu_hat == pytest.approx(1.0)
+
+
+def test_many_matrices_in_one_call_agree_with_svd():
+    """top2_many on a batch mixing sizes, densities, disconnected and rank-1 matrices, against numpy's SVD."""
+    rng = np.random.default_rng(8)
+    mats = []
+    for i in range(40):
+        n, m = rng.integers(1, 260, 2)
+        B = (rng.random((n, m)) < rng.choice([0.01, 0.05, 0.3, 1.0])) * (rng.random((n, m)) if i % 2 else 1.0)
+        mats.append(B)
+    mats += [np.kron(np.eye(3), np.ones((40, 50))), np.kron(np.eye(60), np.ones((1, 3)))]
+    prob, row, col, val, ro, co = [], [], [], [], 0, 0
+    for j, B in enumerate(mats):
+        r, c = np.nonzero(B)
+        prob.append(np.full(r.size, j)), row.append(r + ro), col.append(c + co), val.append(B[r, c])
+        ro, co = ro + B.shape[0], co + B.shape[1]
+    s = top2_many(*map(np.concatenate, (prob, row, col, val)), len(mats))
+    for j, B in enumerate(mats):
+        sv = np.r_[np.linalg.svd(B, compute_uv=False), 0.0, 0.0][:2]
+        assert s[j, 0] == pytest.approx(sv, rel=1e-10, abs=1e-12 * max(sv[0], 1.0)), j

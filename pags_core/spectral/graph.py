@@ -109,7 +109,7 @@ def kept_indices(mask, name=None, threshold: float | None = None) -> np.ndarray:
     if bad.any():
         raise ValueError(
             f"layer {_label(name)}: mask holds {int(bad.sum())} entries that are neither 0 nor 1 (e.g. "
-            f"{flat[np.flatnonzero(bad)[0]]!r}); a soft mask is not a graph — pass mask_threshold=t to keep the "
+            f"{flat[np.flatnonzero(bad)[0]].item()!r}); a soft mask is not a graph — pass mask_threshold=t to keep the "
             "entries greater than t")
     return np.flatnonzero(flat).astype(np.int64)
 
