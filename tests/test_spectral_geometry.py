@@ -12,6 +12,7 @@ from pags_core.spectral import (biadjacency, layer_spectrum, model_spectrum, ref
                                 score_population)
 from pags_core.spectral.examples import complete_bipartite, disjoint_union
 from pags_core.spectral.metrics import METRIC_FIELDS
+from test_spectral_oracles import assert_same as _assert_same
 
 # (weight shape, groups): ConvNeXt-like depthwise 7x7, MobileNet-like depthwise 3x3, a grouped conv with g = 4,
 # Conv1d (plain and grouped), Conv3d, and a transposed conv weight (C_in, C_out/g, k, k) read as its adjoint's graph
@@ -27,12 +28,7 @@ LAYERS = {
 
 
 def assert_same(fast, ref, keys, rtol=1e-9, atol=1e-12):
-    for k in keys:
-        a, b = float(fast[k]), float(ref[k])
-        if math.isnan(b) or math.isinf(b):
-            assert (math.isnan(a) and math.isnan(b)) or a == b, f"{k}: {a} vs {b}"
-        else:
-            assert a == pytest.approx(b, rel=rtol, abs=atol), f"{k}: {a} vs {b}"
+    _assert_same(fast, ref, keys, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("layer", list(LAYERS))
