@@ -155,3 +155,19 @@ def test_anchor_reference_same_mask_at_init_is_zero_distance():
     mask0 = random_mask(m, 0.3, 2)
     ref0 = anchor_reference(m, mask, initial_weights=w0, initial_mask=mask0, reference="initial", progress=False)
     assert fs_distance(model_spectrum(m, mask0, weights=w0, progress=False), ref0, distance="anchor") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_torch_lanczos_path_matches_numpy():
+    """The Lanczos iterations in torch (what a CUDA device runs), here on the CPU, give the numpy path's values."""
+    from pags_core.spectral.conventions import get_convention
+    from pags_core.spectral.graph import layer_input
+    from pags_core.spectral.stats import layer_stats
+    torch.manual_seed(4)
+    lin = nn.Linear(300, 120)
+    mask = torch.rand(lin.weight.shape) < 0.05  # smaller side 120 > DENSE_MAX: the Lanczos path
+    x = layer_input("fc", tuple(lin.weight.shape), 1, [mask, ~mask], lin.weight.detach())
+    conv = get_convention("neurips2023")
+    a = layer_stats([x], conv, weighted=True)[0]
+    b = layer_stats([x], conv, weighted=True, device=torch.device("cpu"))[0]
+    for f in ("s1", "s2", "s1w", "s2w", "g_s1", "g_s2", "g_s1w", "g_s2w"):
+        assert np.allclose(getattr(a, f), getattr(b, f), rtol=1e-10, atol=1e-12, equal_nan=True), f

@@ -8,7 +8,7 @@ by full reorthogonalisation (classical Gram–Schmidt, twice) with batched matri
 component suffices because every component is connected: its largest eigenvalue is simple (Perron–Frobenius).
 
 Stopping: every few steps the top-3 Ritz values of each active component's tridiagonal T_k come from LAPACK
-``dstemr``; a component stops when both wanted values have error bounds min(r, r²/gap) ≤ 1e-12 of their size
+``dstemr``; a component stops when both wanted values have error bounds min(r, r²/gap) ≤ 1e-11 of their size
 (r = β_k·|last entry of the Ritz vector|, the residual norm; gap from the neighbouring Ritz values), when its Krylov
 space is exhausted, or — after :data:`MAX_STEPS` — by a dense fallback.  Stopped components are dropped from the
 batch.  Runs with numpy on the CPU, or with torch on a CUDA device (the small tridiagonal problems stay on the CPU).
@@ -23,10 +23,10 @@ from scipy.linalg.lapack import dstemr as _dstemr
 __all__ = ["lanczos_top2", "TOL", "MAX_STEPS"]
 
 #: Relative error bound on each wanted eigenvalue of BᵀB (σ then carries about half of it).
-TOL = 1e-12
+TOL = 1e-11
 #: Steps before the first convergence check; the assumed decay rate (per step, natural log) of the error bound and
 #: the farthest a next check is scheduled ahead (a check costs about as much as two steps of one problem).
-FIRST_CHECK, RATE, MAX_AHEAD = 28, 0.7, 12
+FIRST_CHECK, RATE, MAX_AHEAD = 30, 0.7, 12
 #: Steps after which a component still unconverged is solved densely.
 MAX_STEPS = 500
 #: A new Lanczos vector whose norm falls below this fraction of the matrix norm estimate is dropped (an invariant
@@ -242,6 +242,7 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
     scale = np.zeros(N)
     live = np.ones(N, dtype=bool)
     due = np.minimum(FIRST_CHECK, m_each + 1)  # step of every problem's next convergence check
+    next_due = int(due.min())
     last: list = [None] * N  # (step, excess) of the previous check
     k = 0
     while True:
@@ -271,10 +272,9 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
             Q = ops.concat_k(Q, min(Q.shape[1], kcap + 1 - Q.shape[1]))
         inv = np.divide(1.0, b, out=np.zeros_like(b), where=b > 0)
         Q[:, k] = w * ops.asarray(inv)[:, None]
-        check = live & ((due <= k) | (k >= kcap))
-        if not check.any():
+        if k < next_due and k < kcap:
             continue
-        for i in np.flatnonzero(check):
+        for i in np.flatnonzero(live & ((due <= k) | (k >= kcap))):
             ex, t1, t2, V = _test(alpha[i], beta[i], k, k >= m_each[i])
             if V is None:
                 due[i] = _next_check(k, ex, last[i])
@@ -294,6 +294,7 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
             live[:] = False
         if not live.any():
             return
+        next_due = int(due[live].min())
         if (~live).sum() >= 0.5 * N:  # drop the finished problems from the batch
             keep = np.flatnonzero(live)
             batch = batch.subset(keep)
@@ -308,42 +309,48 @@ def lanczos_top2(tall, short, vals, piece, n_piece, m, n_tall, *, device=None) -
     """(σ1, σ2) of every connected piece and channel, shape (n_piece, C, 2).
 
     Per edge: ``tall`` its tall-side index within its piece (0..n_tall-1), ``short`` its smaller-side index
-    (0..m-1), ``vals`` (E, C) > 0 its values, ``piece`` its piece; per piece: ``m`` and ``n_tall``."""
-    from .svd import _size_class
+    (0..m-1), ``vals`` (E, C) > 0 its values, ``piece`` its piece; per piece: ``m`` and ``n_tall``.  Pieces are
+    taken in order of size and cut into batches of at most :data:`BATCH_ENTRIES` vector entries, each padded to its
+    largest piece."""
+    from .svd import csr_arrays
 
     vals = np.asarray(vals, dtype=np.float64)
     C = vals.shape[1]
     out = np.zeros((n_piece, C, 2))
     ops = _ops(device)
-    pad = _size_class(m, 64)
-    for mp in np.unique(pad):
-        mp = int(mp)
-        every = np.flatnonzero(pad == mp)
-        per = max(1, BATCH_ENTRIES // (mp * C))
-        for a in range(0, every.size, per):
-            _size_class_batch(every[a:a + per], mp, tall, short, vals, piece, n_piece, m, n_tall, out, ops)
+    by_size = np.argsort(m, kind="stable")
+    rank = np.empty(n_piece, dtype=np.int64)
+    rank[by_size] = np.arange(n_piece)
+    eptr, _, eorder = csr_arrays(n_piece, rank[piece], short)  # edges grouped by the size rank of their piece
+    start = 0
+    while start < n_piece:
+        end = start + 1
+        while end < n_piece and (end - start + 1) * C * m[by_size[end]] <= BATCH_ENTRIES:
+            end += 1
+        e = eorder[eptr[start]:eptr[end]]
+        _solve_batch(by_size[start:end], int(m[by_size[end - 1]]), tall[e], short[e], vals[e], rank[piece[e]] - start,
+                     m, n_tall, out, ops)
+        start = end
     return out
 
 
-def _size_class_batch(sel, mp, tall, short, vals, piece, n_piece, m, n_tall, out, ops):
-    """Solve the pieces ``sel`` (one size class mp) for every channel into ``out``."""
+def _solve_batch(sel, mp, tall, short, vals, slot, m, n_tall, out, ops):
+    """Solve the pieces ``sel`` (their edges given, ``slot`` = position of the edge's piece in ``sel``), padded to
+    ``mp``, for every channel, into ``out``."""
     C = vals.shape[1]
-    if True:
-        slot = np.full(n_piece, -1, dtype=np.int64)
-        slot[sel] = np.arange(sel.size)
-        e = np.flatnonzero(slot[piece] >= 0)
-        n_rows = np.repeat(n_tall[sel], C)  # one problem per (piece, channel): q = slot * C + channel
-        toff = np.concatenate(([0], np.cumsum(n_rows)))
-        q = (slot[piece[e]][:, None] * C + np.arange(C)[None, :]).reshape(-1)
-        rows = toff[q] + np.repeat(tall[e], C)
-        cols = q * mp + np.repeat(short[e], C)
-        batch = _Batch.build(ops, mp, n_rows, rows, cols, vals[e].reshape(-1))
-        lam = np.zeros((sel.size * C, 2))
-        vecs: dict = {}
-        _run(batch, np.repeat(m[sel], C), lam, vecs, np.arange(sel.size * C))
-        s = np.sqrt(np.clip(lam, 0.0, None))
-        if vecs:
-            full = _Batch.build(_NumpyOps(), mp, n_rows, rows, cols, vals[e].reshape(-1))
-            for i, V in vecs.items():  # Rayleigh–Ritz: singular values of B·[v1 v2]
-                s[i] = np.linalg.svd(full.dense(i) @ V.T, compute_uv=False)[:2]
-        out[sel] = s.reshape(sel.size, C, 2)
+    n_rows = np.repeat(n_tall[sel], C)  # one problem per (piece, channel): q = slot * C + channel
+    toff = np.concatenate(([0], np.cumsum(n_rows)))
+    q = (slot[:, None] * C + np.arange(C)[None, :]).reshape(-1)
+    rows = toff[q] + np.repeat(tall, C)
+    cols = q * mp + np.repeat(short, C)
+    data = vals.reshape(-1)
+    batch = _Batch.build(ops, mp, n_rows, rows, cols, data)
+    lam = np.zeros((sel.size * C, 2))
+    vecs: dict = {}
+    _run(batch, np.repeat(m[sel], C), lam, vecs, np.arange(sel.size * C))
+    s = np.sqrt(np.clip(lam, 0.0, None))
+    if vecs:
+        full = _Batch.build(_NumpyOps(), mp, n_rows, rows, cols, data)
+        for i, V in vecs.items():  # Rayleigh–Ritz: singular values of B·[v1 v2]
+            s[i] = np.linalg.svd(full.dense(i) @ V.T, compute_uv=False)[:2]
+    out[sel] = s.reshape(sel.size, C, 2)

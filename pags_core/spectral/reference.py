@@ -120,7 +120,7 @@ def reference_layer_spectrum(mask, weight=None, convention="neurips2023", *, bou
     ok = layer_ok(d_in, d_out, e)
     bnd = _bound(bound, d_in, d_out, d_out if neur else d_in, mu0, e, nl, nr) if e else nan
     r.update(mu0=mu0 if e else nan, mu_hat=mu_hat if e else nan, d_left=d_in, d_right=d_out, n_left=nl, n_right=nr,
-             n_edges=e, density=e / np.size(mask), valid=ok, rm_ub=bnd if ok else nan,
+             n_edges=e, density=e / math.prod(tuple(mask.shape)), valid=ok, rm_ub=bnd if ok else nan,
              ramanujan_gap=(bnd + softness - mu_hat) if ok else fail)
     if neur:
         nt = nl + nr
