@@ -167,7 +167,7 @@ def test_torch_lanczos_path_matches_numpy():
     mask = torch.rand(lin.weight.shape) < 0.05  # smaller side 120 > DENSE_MAX: the Lanczos path
     x = layer_input("fc", tuple(lin.weight.shape), 1, [mask, ~mask], lin.weight.detach())
     conv = get_convention("neurips2023")
-    a = layer_stats([x], conv, weighted=True)[0]
-    b = layer_stats([x], conv, weighted=True, device=torch.device("cpu"))[0]
+    a = layer_stats([x], conv, weighted=True)
+    b = layer_stats([x], conv, weighted=True, device=torch.device("cpu"))
     for f in ("s1", "s2", "s1w", "s2w", "g_s1", "g_s2", "g_s1w", "g_s2w"):
         assert np.allclose(getattr(a, f), getattr(b, f), rtol=1e-10, atol=1e-12, equal_nan=True), f

@@ -239,7 +239,7 @@ def _one_layer_stats(mask, weight, conv, name, groups, mask_threshold) -> LayerS
     groups = check_groups(shape, groups, name)
     x = layer_input(name, shape, groups, [mask], weight if conv.weighted else None, check_threshold(mask_threshold))
     with single_thread_blas():
-        return layer_stats([x], conv, weighted=conv.weighted and weight is not None)[0]
+        return layer_stats([x], conv, weighted=conv.weighted and weight is not None)
 
 
 def layer_spectrum(mask, weight=None, convention: str = "neurips2023", *, bound: str = "bipartite",

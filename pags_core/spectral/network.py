@@ -18,7 +18,7 @@ from ..models import layer_geometry, prunable_parameters
 from .conventions import check_bound, check_softness, get_convention
 from .graph import check_groups, check_threshold, layer_input
 from .metrics import METRIC_FIELDS, assemble
-from .stats import layer_stats, stack_stats
+from .stats import layer_stats
 from .svd import single_thread_blas
 
 __all__ = ["model_spectrum", "network_summary", "fs_distance", "anchor_reference", "DISTANCES", "prunable_weights",
@@ -189,7 +189,7 @@ def model_spectrum(model, mask, convention: str = "neurips2023", *, weights="mod
     inputs = [layer_input(n, L.shapes[n], L.groups[n], [masks[n]], L.weights[n] if use_w else None, thr)
               for n in L.names]
     with single_thread_blas():
-        out = assemble(stack_stats(layer_stats(inputs, conv, weighted=use_w)), conv, bound, softness)
+        out = assemble(layer_stats(inputs, conv, weighted=use_w), conv, bound, softness)
     df = metric_frame(out)
     df.insert(0, "groups", [L.groups[n] for n in L.names])
     df.insert(0, "shape", [L.shapes[n] for n in L.names])

@@ -19,7 +19,7 @@ from .conventions import check_bound, check_softness, get_convention
 from .graph import check_threshold, layer_input
 from .metrics import assemble
 from .network import match_mask, metric_frame, resolve_layers
-from .stats import layer_stats, stack_stats
+from .stats import layer_stats
 from .svd import single_thread_blas
 
 __all__ = ["score_population", "ENGINES"]
@@ -130,7 +130,7 @@ def score_population(model_or_weights, masks, convention: str = "neurips2023", *
                   for n in L.names]
         with single_thread_blas():
             stats = layer_stats(inputs, conv, weighted=use_w, device=None if dev.type == "cpu" else dev)
-            out = assemble(stack_stats(stats), conv, bound, softness)  # rows: layer-major within the chunk
+            out = assemble(stats, conv, bound, softness)  # rows: layer-major within the chunk
         order = np.arange(n_layers * (b - a)).reshape(n_layers, b - a).T.reshape(-1)  # -> sample-major
         f = metric_frame({k: v[order] for k, v in out.items()})
         f.insert(0, "convention", conv.name)
