@@ -1,6 +1,6 @@
 """Spectral engine: a prunable layer as its true bipartite graph, its top-2 singular values, the ICLR-2023 and
 NeurIPS-2023 metrics, network summaries, full-spectrum distances and batched scoring of mask populations
-(METHOD §2–5).
+(Hoang et al., ICLR 2023 and NeurIPS 2023).
 
 Modules: :mod:`.graph` (a layer's mask and weights → the edges of its true graph), :mod:`.svd` and
 :mod:`.lanczos` (top-2 singular values of many sparse matrices at once), :mod:`.conventions` (the two conventions as

@@ -1,4 +1,4 @@
-"""The two metric conventions (METHOD §3–5, pitfall 4) held as data.
+"""The two metric conventions held as data.
 
 ``iclr2023`` follows the ICLR-2023 code (binary graph only), ``neurips2023`` the NeurIPS-2023 code (binary and
 weighted graph, full-spectrum coordinate).  Everything that differs between the two papers lives in one
@@ -94,7 +94,7 @@ _NEURIPS = Convention(
 _BY_NAME = {c.name: c for c in (_ICLR, _NEURIPS)}
 #: Valid convention names.
 CONVENTIONS: tuple[str, ...] = tuple(_BY_NAME)
-#: Valid Ramanujan-bound forms (METHOD §3); ``"mean_degree"`` is an unverified paper-notation guess.
+#: Valid Ramanujan-bound forms; ``"mean_degree"`` is an unverified paper-notation guess.
 BOUNDS: tuple[str, ...] = ("bipartite", "regular", "spectral", "mean_degree")
 
 

@@ -1,4 +1,4 @@
-"""A prunable layer read as its true bipartite graph (METHOD §2; issue 13): which input unit every kept weight
+"""A prunable layer read as its true bipartite graph (issue 13): which input unit every kept weight
 connects to which output row.
 
 A weight of shape (R, *rest) with ``groups = g`` (any ndim >= 2: Linear, Conv1d/2d/3d, transposed convolutions —
@@ -6,7 +6,7 @@ see :mod:`pags_core.models.geometry`) has R output rows (right nodes) and g·F i
 prod(rest).  Rows split into g contiguous blocks of R/g; entry (o, j) of the weight unrolled to (R, F) joins output o
 to input unit ``(o // (R/g))·F + j``.  The biadjacency (inputs × outputs) is therefore block-diagonal, and for
 g = 1 it is the plain unrolling M̃ᵀ (the kernel is never summed).  The weighted graph carries |W| on the same
-edges; a weight that is exactly 0 inside the mask is an absent edge of the weighted graph (METHOD §5.2b).
+edges; a weight that is exactly 0 inside the mask is an absent edge of the weighted graph (as in the NeurIPS-2023 code).
 
 This module also reads masks and weights, refusing what would silently give a wrong graph: a mask entry that is
 neither 0 nor 1 (unless a threshold is given), a NaN mask entry, and a NaN/inf weight inside the mask.

@@ -1,4 +1,4 @@
-"""Per-layer metrics of both papers (METHOD §3–5) and the public :func:`layer_spectrum`.
+"""Per-layer metrics of both papers (ICLR-2023 and NeurIPS-2023 papers) and the public :func:`layer_spectrum`.
 
 The formulas are written once, vectorised over P samples, in :func:`assemble`; they read a
 :class:`~pags_core.spectral.stats.LayerStats` and a :class:`~pags_core.spectral.conventions.Convention`.
@@ -32,7 +32,7 @@ class LayerSpectrum:
 
     Metrics: ``ramanujan_gap`` Δr = bound + softness − μ̂; ``weighted_gap`` λ = μ0(W) − μ̂(W); ``imdb`` Δr_imdb (ICLR
     ``irm``); ``imsg`` λ_imsg; ``full_spectrum`` FS = ‖(Δr, λ, Δr_imdb, λ_imsg)‖₂ with non-finite entries counted as
-    0 (METHOD §5.3); ``n_groups`` the number of degree groups that entered IMDB; ``rm_ub`` the Ramanujan bound used
+    0 (as the NeurIPS-2023 code does); ``n_groups`` the number of degree groups that entered IMDB; ``rm_ub`` the Ramanujan bound used
     for Δr; ``valid`` whether the whole-layer (binary) gate passed.
 
     ``neurips2023`` only (NaN otherwise): ``mixing``/``weighted_mixing``, the logged mixing term of §5.1.
@@ -89,7 +89,7 @@ _INT_FIELDS = ("n_left", "n_right", "n_edges", "n_groups")
 
 
 def full_spectrum(dr, lam, imdb, imsg):
-    """FS = ‖(Δr, λ, Δr_imdb, λ_imsg)‖₂ after mapping +inf, −inf and NaN to 0 (METHOD §5.3); elementwise on arrays."""
+    """FS = ‖(Δr, λ, Δr_imdb, λ_imsg)‖₂ after mapping +inf, −inf and NaN to 0; elementwise on arrays."""
     v = np.stack(np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (dr, lam, imdb, imsg))))
     v = np.where(np.isfinite(v), v, 0.0)
     return np.sqrt(np.sum(v * v, axis=0))

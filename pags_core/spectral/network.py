@@ -1,4 +1,4 @@
-"""Whole-network views: one row per prunable layer, network summaries and full-spectrum distances (METHOD §5.3–5.4).
+"""Whole-network views: one row per prunable layer, network summaries and full-spectrum distances (NeurIPS 2023).
 
 Which weights are prunable is decided in one place, :func:`pags_core.models.prunable_parameters`, and how each one is
 read as a graph (its ``groups``) by :func:`pags_core.models.layer_geometry`; this module only matches masks and
@@ -221,11 +221,11 @@ def _convention_of(df) -> str:
 def network_summary(df: pd.DataFrame, *, valid_only: bool = False) -> pd.Series:
     """Network-level value of every numeric metric column of a per-layer DataFrame.
 
-    ``neurips2023`` (METHOD §5.3): the plain mean over layers after mapping +inf, −inf and NaN to 0, so a layer whose
+    ``neurips2023``: the plain mean over layers after mapping +inf, −inf and NaN to 0, so a layer whose
     gate failed contributes 0 (this is the network value of Δr, λ, Δr_imdb, λ_imsg and FS).  With
     ``valid_only=True`` each column is instead averaged over the layers where it is finite.
 
-    ``iclr2023`` (METHOD §4): the mean of the non-NaN entries of each column, plus ``perc_ram_by_rm`` and
+    ``iclr2023``: the mean of the non-NaN entries of each column, plus ``perc_ram_by_rm`` and
     ``perc_ram_by_irm``, the fraction of *all* layers with Δr > 0 (resp. IMDB > 0); a NaN layer counts as not
     Ramanujan.  ``valid_only`` makes no difference there.
 
@@ -263,7 +263,7 @@ def _coords(df, coordinates) -> np.ndarray:
 
 def fs_distance(df: pd.DataFrame, reference: pd.DataFrame | None = None, *, distance: str = "origin",
                 coordinates: str = "full", reduce: str = "mean", per_layer: bool = False):
-    """The ℓ2 "moving distance" of a network in the full-spectrum coordinate space (METHOD §5.4).
+    """The ℓ2 "moving distance" of a network in the full-spectrum coordinate space (NeurIPS 2023).
 
     Parameters
     ----------

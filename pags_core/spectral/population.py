@@ -1,4 +1,4 @@
-"""Batched scoring of a population of masks of one model with one set of weights (PAGS/PEGS, METHOD §7).
+"""Batched scoring of a population of masks of one model with one set of weights (PAGS/PEGS of the NeurIPS-2023 paper).
 
 The masks are taken in chunks; for a chunk, every eigenproblem of every sample and every layer (whole-layer graphs
 and degree groups, binary and weighted) is built with vectorised integer arithmetic and solved in one call of the
