@@ -1,11 +1,12 @@
 """The slow dense oracle (tests and the benchmark baseline).
 
-A layer's graph is built here independently of the engine: :func:`biadjacency` places the transposed weight block
-of every convolution group on the diagonal of an explicit dense (g·F) × R matrix (F = prod(shape[1:])).  Every spectrum here comes from ``numpy.linalg.eigvalsh`` of the full (|L′|+|R′|)² adjacency A = [[0, B′], [B′ᵀ, 0]]:
-the |eigenvalues| are sorted in descending order and μ0 is taken at position 0 and μ̂ at position 2 (positions 0 and 1
-are ±μ0, as in both reference implementations).  The metric formulas are written out again, plainly and per group, from the two papers
-rather than shared with :mod:`pags_core.spectral.metrics`, so that tests compare two independent implementations.
-This path costs O((|L|+|R|)³) per graph; never use it at population scale.
+A layer's graph is built here independently of the engine: :func:`biadjacency` places the transposed weight block of
+every convolution group on the diagonal of an explicit dense (g·F) × R matrix (F = prod(shape[1:])).  Every spectrum
+here comes from ``numpy.linalg.eigvalsh`` of the full (|L′|+|R′|)² adjacency A = [[0, B′], [B′ᵀ, 0]]: the
+|eigenvalues| are sorted in descending order and μ0 is taken at position 0 and μ̂ at position 2 (positions 0 and 1
+are ±μ0, as in both reference implementations).  The metric formulas are written out again, plainly and per group,
+from the two papers rather than shared with :mod:`pags_core.spectral.metrics`, so that tests compare two independent
+implementations.  This path costs O((|L|+|R|)³) per graph; never use it at population scale.
 """
 from __future__ import annotations
 
