@@ -245,33 +245,37 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
     next_due = int(due.min())
     last: list = [None] * N  # (step, excess) of the previous check
     k = 0
+    bprev = ops.zeros((N, 1))  # β_{k-1} as a column, for the three-term recurrence
     while True:
         q = Q[:, k]
         w = batch.gram_mv(q)
         a = xp.einsum("ij,ij->i", q, w)
         w -= a[:, None] * q
         if k:
-            w -= ops.asarray(beta[:, k - 1])[:, None] * Q[:, k - 1]
+            w -= bprev * Q[:, k - 1]
         basis = Q[:, :k + 1]
-        norm0 = xp.einsum("ij,ij->i", w, w)
-        for _ in range(2):  # full reorthogonalisation; a second pass only where the first removed much
+        check_loss = k % 4 == 0  # a second pass is never needed on layer graphs; look for it every 4th step
+        if check_loss:
+            norm0 = xp.einsum("ij,ij->i", w, w)
+        for _ in range(2):  # full reorthogonalisation (classical Gram–Schmidt; twice where the first removed much)
             h = basis @ w[:, :, None]
             w -= (h.swapaxes(1, 2) @ basis)[:, 0]
             a += h[:, k, 0]
             norm1 = xp.einsum("ij,ij->i", w, w)
-            if not bool((norm1 < 0.5 * norm0).any()):
+            if not (check_loss and bool((norm1 < 0.5 * norm0).any())):
                 break
             norm0 = norm1
         b = np.sqrt(ops.numpy(norm1))
         a_np = ops.numpy(a)
-        scale = np.maximum(scale, np.abs(a_np) + b + (beta[:, k - 1] if k else 0.0))
+        scale = np.maximum(scale, a_np + b + beta[:, k - 1])  # a Gershgorin bound of T: α >= 0 for a Gram matrix
         b[b <= DEFLATE * scale] = 0.0
         alpha[:, k], beta[:, k] = a_np, b
         k += 1
         if k >= Q.shape[1] - 1 and k < kcap:
             Q = ops.concat_k(Q, min(Q.shape[1], kcap + 1 - Q.shape[1]))
-        inv = np.divide(1.0, b, out=np.zeros_like(b), where=b > 0)
-        Q[:, k] = w * ops.asarray(inv)[:, None]
+        bcol = b[:, None]
+        bprev = ops.asarray(bcol)
+        Q[:, k] = w * ops.asarray(np.divide(1.0, bcol, out=np.zeros_like(bcol), where=bcol > 0))
         if k < next_due and k < kcap:
             continue
         for i in np.flatnonzero(live & ((due <= k) | (k >= kcap))):
@@ -300,6 +304,7 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
             batch = batch.subset(keep)
             Q = Q[keep] if isinstance(Q, np.ndarray) else Q[ops.torch.as_tensor(keep, device=ops.device)]
             alpha, beta, scale, m_each, ids, due = alpha[keep], beta[keep], scale[keep], m_each[keep], ids[keep], due[keep]
+            bprev = bprev[keep] if isinstance(bprev, np.ndarray) else bprev[ops.torch.as_tensor(keep, device=ops.device)]
             last = [last[i] for i in keep]
             N = keep.size
             live = np.ones(N, dtype=bool)
