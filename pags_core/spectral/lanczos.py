@@ -27,14 +27,17 @@ TOL = 1e-11
 #: Steps before the first convergence check; the assumed decay rate (per step, natural log) of the error bound and
 #: the farthest a next check is scheduled ahead (a check costs about as much as two steps of one problem).
 FIRST_CHECK, RATE, MAX_AHEAD = 30, 0.7, 12
+#: On a device a step of a whole batch is cheap and the checks (LAPACK on the CPU) are not: check later and less often.
+FIRST_CHECK_DEVICE, MIN_AHEAD_DEVICE = 40, 6
 #: Steps after which a component still unconverged is solved densely.
 MAX_STEPS = 500
 #: A new Lanczos vector whose norm falls below this fraction of the matrix norm estimate is dropped (an invariant
 #: subspace was found: the eigenvalues of T are then exact).
 DEFLATE = 1e-12
-#: Problems per batch are limited to this many vector entries (N·mp): the Krylov bases of a batch (N·mp·steps
-#: floats) then stay near the CPU caches, which the reorthogonalisation streams through at every step.
-BATCH_ENTRIES = 16384
+#: Problems per batch are limited to this many vector entries (N·mp): on the CPU the Krylov bases of a batch
+#: (N·mp·steps floats) then stay near the caches, which the reorthogonalisation streams through at every step; on a
+#: device, batches are as large as memory allows, since every step costs a fixed number of kernel launches.
+BATCH_ENTRIES, BATCH_ENTRIES_DEVICE = 16384, 1 << 22
 #: λ2/λ1 below which the two Ritz vectors are kept for the Rayleigh–Ritz recomputation of σ2.
 RANK_TOL = 1e-6
 
@@ -163,13 +166,13 @@ def _test(alpha_i, beta_i, k: int, exhausted: bool):
     return ex, t1, t2, V
 
 
-def _next_check(k: int, excess: float, previous) -> int:
+def _next_check(k: int, excess: float, previous, min_ahead: int = 1) -> int:
     """The step of a problem's next convergence check, extrapolating the decay of its error bound: from the rate
     observed since the previous check, or :data:`RATE` without one; between 1 and :data:`MAX_AHEAD` steps ahead."""
     rate = RATE
     if previous is not None and previous[1] > excess:
         rate = max(rate, (math.log(previous[1]) - math.log(excess)) / max(k - previous[0], 1))
-    return k + int(min(MAX_AHEAD, max(1, math.ceil(math.log(excess) / rate))))
+    return k + int(min(MAX_AHEAD, max(min_ahead, math.ceil(math.log(excess) / rate))))
 
 
 def _take_blocks(ip, ix, dt, starts, lengths, shifts):
@@ -241,7 +244,9 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
     beta = np.zeros((N, kcap + 1))
     scale = np.zeros(N)
     live = np.ones(N, dtype=bool)
-    due = np.minimum(FIRST_CHECK, m_each + 1)  # step of every problem's next convergence check
+    on_device = not isinstance(ops, _NumpyOps)
+    first, min_ahead = (FIRST_CHECK_DEVICE, MIN_AHEAD_DEVICE) if on_device else (FIRST_CHECK, 1)
+    due = np.minimum(first, m_each + 1)  # step of every problem's next convergence check
     next_due = int(due.min())
     last: list = [None] * N  # (step, excess) of the previous check
     k = 0
@@ -281,7 +286,7 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
         for i in np.flatnonzero(live & ((due <= k) | (k >= kcap))):
             ex, t1, t2, V = _test(alpha[i], beta[i], k, k >= m_each[i])
             if V is None:
-                due[i] = _next_check(k, ex, last[i])
+                due[i] = _next_check(k, ex, last[i], min_ahead)
                 last[i] = (k, ex)
                 continue
             live[i] = False
@@ -315,14 +320,15 @@ def lanczos_top2(tall, short, vals, piece, n_piece, m, n_tall, *, device=None) -
 
     Per edge: ``tall`` its tall-side index within its piece (0..n_tall-1), ``short`` its smaller-side index
     (0..m-1), ``vals`` (E, C) > 0 its values, ``piece`` its piece; per piece: ``m`` and ``n_tall``.  Pieces are
-    taken in order of size and cut into batches of at most :data:`BATCH_ENTRIES` vector entries, each padded to its
-    largest piece."""
+    taken in order of size and cut into batches of at most :data:`BATCH_ENTRIES` vector entries (on a device
+    :data:`BATCH_ENTRIES_DEVICE`), each padded to its largest piece."""
     from .svd import csr_arrays
 
     vals = np.asarray(vals, dtype=np.float64)
     C = vals.shape[1]
     out = np.zeros((n_piece, C, 2))
     ops = _ops(device)
+    limit = BATCH_ENTRIES if device is None else BATCH_ENTRIES_DEVICE
     by_size = np.argsort(m, kind="stable")
     rank = np.empty(n_piece, dtype=np.int64)
     rank[by_size] = np.arange(n_piece)
@@ -330,7 +336,7 @@ def lanczos_top2(tall, short, vals, piece, n_piece, m, n_tall, *, device=None) -
     start = 0
     while start < n_piece:
         end = start + 1
-        while end < n_piece and (end - start + 1) * C * m[by_size[end]] <= BATCH_ENTRIES:
+        while end < n_piece and (end - start + 1) * C * m[by_size[end]] <= limit:
             end += 1
         e = eorder[eptr[start]:eptr[end]]
         _solve_batch(by_size[start:end], int(m[by_size[end - 1]]), tall[e], short[e], vals[e], rank[piece[e]] - start,

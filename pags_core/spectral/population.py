@@ -27,8 +27,9 @@ __all__ = ["score_population", "ENGINES"]
 #: Valid ``engine`` choices of :func:`score_population`: ``"batched"`` solves a chunk of masks at once,
 #: ``"per_mask"`` one mask at a time (what :func:`~pags_core.spectral.model_spectrum` does); ``"auto"`` = batched.
 ENGINES: tuple[str, ...] = ("auto", "batched", "per_mask")
-#: Kept weights per chunk of the batched engine (bounds its memory: about 0.4 kB per kept weight).
-CHUNK_EDGES = 2_000_000
+#: Kept weights per chunk of the batched engine, on the CPU and with a device (host memory: roughly 0.3 kB per kept
+#: weight; a device wants large chunks, since the Lanczos steps of a chunk cost a fixed number of kernel launches).
+CHUNK_EDGES, CHUNK_EDGES_DEVICE = 2_000_000, 8_000_000
 
 
 def _progress(it, progress, total=None, desc=None):
@@ -119,7 +120,8 @@ def score_population(model_or_weights, masks, convention: str = "neurips2023", *
     else:
         first = get(0, 1)
         kept = sum(int(np.prod(L.shapes[n])) if first[n][0] is None else int((first[n][0] != 0).sum()) for n in L.names)
-        chunk = int(np.clip(CHUNK_EDGES // max(kept, 1), 1, 256))
+        per_chunk = CHUNK_EDGES if dev.type == "cpu" else CHUNK_EDGES_DEVICE
+        chunk = int(np.clip(per_chunk // max(kept, 1), 1, 1024))
     starts = range(0, P, chunk)
     frames = []
     n_layers = len(L.names)
