@@ -1,11 +1,12 @@
 """Batched Lanczos iteration: the two largest eigenvalues of many Gram matrices BᵀB at once (the engine's path for
 connected components whose smaller side has more than :data:`~pags_core.spectral.svd.DENSE_MAX` nodes).
 
-Components are grouped into size classes (smaller side padded to a power of two).  For one class, the matrices are
-laid out block-diagonally in one CSR matrix S (and its transpose), so each Lanczos step costs one sparse mat-vec
-pair for the whole class; the Krylov bases of all components live in one (N, K, m) array and are kept orthogonal
-by full reorthogonalisation (classical Gram–Schmidt, twice) with batched matrix products.  One start vector per
-component suffices because every component is connected: its largest eigenvalue is simple (Perron–Frobenius).
+Components are taken in order of size and cut into batches, each padded to its largest smaller side m.  In a batch
+the matrices are laid out block-diagonally in one CSR matrix S (and its transpose), so each Lanczos step costs one
+sparse mat-vec pair for the whole batch; the Krylov bases of all components live in one (N, K, m) array and are kept
+orthogonal by full reorthogonalisation (classical Gram–Schmidt after the three-term recurrence, a second pass where
+the first removed much) with batched matrix products.  One start vector per component suffices because every
+component is connected: its largest eigenvalue is simple (Perron–Frobenius).
 
 Stopping: every few steps the top-3 Ritz values of each active component's tridiagonal T_k come from LAPACK
 ``dstemr``; a component stops when both wanted values have error bounds min(r, r²/gap) ≤ 1e-11 of their size
@@ -91,6 +92,9 @@ class _NumpyOps:
     def concat_k(self, Q, extra):
         return np.concatenate([Q, np.zeros((Q.shape[0], extra, Q.shape[2]))], axis=1)
 
+    def take(self, x, keep):
+        return x[keep]
+
 
 class _TorchOps:
     """The same operations with torch tensors on a device (CUDA); the CSR matrices become torch sparse tensors."""
@@ -125,6 +129,9 @@ class _TorchOps:
 
     def concat_k(self, Q, extra):
         return self.torch.cat([Q, self.zeros((Q.shape[0], extra, Q.shape[2]))], dim=1)
+
+    def take(self, x, keep):
+        return x[self.torch.as_tensor(keep, device=self.device)]
 
 
 def _ops(device):
@@ -307,9 +314,8 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
         if (~live).sum() >= 0.5 * N:  # drop the finished problems from the batch
             keep = np.flatnonzero(live)
             batch = batch.subset(keep)
-            Q = Q[keep] if isinstance(Q, np.ndarray) else Q[ops.torch.as_tensor(keep, device=ops.device)]
+            Q, bprev = ops.take(Q, keep), ops.take(bprev, keep)
             alpha, beta, scale, m_each, ids, due = alpha[keep], beta[keep], scale[keep], m_each[keep], ids[keep], due[keep]
-            bprev = bprev[keep] if isinstance(bprev, np.ndarray) else bprev[ops.torch.as_tensor(keep, device=ops.device)]
             last = [last[i] for i in keep]
             N = keep.size
             live = np.ones(N, dtype=bool)
