@@ -171,3 +171,19 @@ def test_torch_lanczos_path_matches_numpy():
     b = layer_stats([x], conv, weighted=True, device=torch.device("cpu"))
     for f in ("s1", "s2", "s1w", "s2w", "g_s1", "g_s2", "g_s1w", "g_s2w"):
         assert np.allclose(getattr(a, f), getattr(b, f), rtol=1e-10, atol=1e-12, equal_nan=True), f
+
+
+def test_results_do_not_depend_on_thread_counts_or_repetition():
+    """Bit-identical metrics across repeated calls and torch thread counts (BLAS is held to one thread inside)."""
+    m = tiny_model(5)
+    mask = random_mask(m, 0.3, 7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = model_spectrum(m, mask, progress=False)
+        torch.set_num_threads(2)
+        b = model_spectrum(m, mask, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(a, model_spectrum(m, mask, progress=False), check_exact=True)

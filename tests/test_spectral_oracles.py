@@ -10,10 +10,10 @@ from pags_core.spectral.examples import complete_bipartite, disjoint_union, proj
 from pags_core.spectral.metrics import METRIC_FIELDS
 from pags_core.spectral.svd import top2_many, top2_sparse
 
-RTOL = 1e-6
+RTOL = 1e-9
 
 
-def assert_same(fast, ref, keys=METRIC_FIELDS, rtol=RTOL, atol=1e-9):
+def assert_same(fast, ref, keys=METRIC_FIELDS, rtol=RTOL, atol=1e-12):
     for k in keys:
         a, b = float(fast[k]), float(ref[k])
         if math.isnan(b) or math.isinf(b):
