@@ -204,6 +204,17 @@ def main(argv=None) -> int:
                       f"(x{t_oracle / t_small:.0f})")
     load_end = load()
     table = pd.DataFrame(rows)
+    for r in rows:  # the issue's targets, read off this run
+        if r["model"] != "resnet18":
+            continue
+        verdict = [f"engine {r['engine per mask s/mask']:.3f} s/mask (target <= 0.1)",
+                   f"{r['engine vs authors']:.1f}x the authors' method (target >= 30x)"]
+        for P, want in ((8, 1.0), (64, 2.0)):
+            key = f"batched P={P} s/mask"
+            if key in r:
+                verdict.append(f"P={P}: per-layer path / batched = {r['layer_spectrum per layer s/mask'] / r[key]:.2f} "
+                               f"(target >= {want:g})")
+        checks.append(f"resnet18 targets ({r['clock']} time): " + "; ".join(verdict))
     fmt = table.copy()
     for c in fmt.columns:
         if c.endswith("s/mask"):
