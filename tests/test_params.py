@@ -102,3 +102,113 @@ def test_every_parameter_is_documented_without_an_equals_sign():
         assert p.doc and "=" not in p.doc, p.name
     for chapter, names in CHAPTER_PARAMETERS.items():
         assert set(names) <= set(PARAMETERS), chapter
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a chapter's own parameters: Param kinds and checks, configure(..., *extra), check_extras(strict=True)
+# ---------------------------------------------------------------------------------------------------------------
+from pags_core.experiments.params import Param, all_of, at_least, between, check_extras, length, nonempty  # noqa: E402
+
+
+def test_param_kinds_lists_and_checks():
+    fl = Param("ds", "float_list", "kept fractions", check=all_of(nonempty, between(0, 1, lo_open=True)))
+    assert fl.parse("0.1, 0.5") == (0.1, 0.5) and fl.parse("[0.2]") == (0.2,) and fl.parse([1, 0.5]) == (1.0, 0.5)
+    with pytest.raises(ParameterError, match=r"'ds' must lie in \(0, 1\], got '\[0.1, 0\]'"):
+        fl.parse("[0.1, 0]")
+    with pytest.raises(ParameterError, match="'ds' must be a finite number"):
+        fl.parse([0.1, float("inf")])
+    with pytest.raises(ParameterError, match="'ds' repeats a value"):
+        fl.parse([0.1, 0.1])
+    shape = Param("shape", "int_list", "a shape", check=all_of(length(2, 4), at_least(1)), distinct=False)
+    assert shape.parse("[64, 32, 3, 3]") == (64, 32, 3, 3)  # repeated 3s allowed with distinct=False
+    with pytest.raises(ParameterError, match="'shape' must have 2 or 4 entries"):
+        shape.parse([64, 32, 3])
+    with pytest.raises(ParameterError, match="'shape' must be >= 1"):
+        shape.parse([64, 0])
+    assert between(0, 1)(1.0) is None and between(0, 1, hi_open=True)(1.0) == "must lie in [0, 1)"
+    assert between(0, float("inf"), lo_open=True)(0.0) == "must be > 0"
+    required = Param("seed", "int", "a seed", optional=False)
+    with pytest.raises(ParameterError, match="'seed' must be given"):
+        required.parse(None)
+
+
+def test_param_declaration_errors_are_caught_when_declared():
+    with pytest.raises(ValueError, match="unknown kind 'float_lst'"):
+        Param("x", "float_lst", "doc")
+    with pytest.raises(ValueError, match="identifier"):
+        Param("two words", "int", "doc")
+
+
+_OWN = (Param("seed", "int", "seed", check=at_least(0), optional=False),
+        Param("paper_density", "float", "density", check=between(0, 1, lo_open=True), optional=False),
+        Param("paper_generators", "str_list", "data-free generators", lambda: ["erk", "random", "magnitude"],
+              check=nonempty, optional=False))
+
+
+def _weighted_ns(**over):
+    ns = {k: None for k in CHAPTER_PARAMETERS["weighted_metrics"]}
+    ns.update(profile="book", seed=0, paper_density=0.01, paper_generators=["erk", "random"], In=[], _x=1)
+    ns.update(over)
+    return ns
+
+
+def test_configure_checks_the_chapters_own_parameters_in_the_same_call():
+    cfg = configure("weighted_metrics", _weighted_ns(), *_OWN)
+    assert cfg.chapter == "weighted_metrics" and cfg.density == 0.02
+    assert check_extras(_weighted_ns(paper_generators="erk,random"), *_OWN) == \
+        {"seed": 0, "paper_density": 0.01, "paper_generators": ("erk", "random")}
+    for over, match in [({"seed": 1.5}, "'seed' must be an integer, got 1.5"),
+                        ({"seed": -1}, "'seed' must be >= 0"),
+                        ({"paper_density": 0}, r"'paper_density' must lie in \(0, 1\]"),
+                        ({"paper_generators": "snip"}, r"'paper_generators': unknown value\(s\) 'snip'"),
+                        ({"sed": 1}, r"unknown parameter\(s\) 'sed' for the 'weighted_metrics' chapter.*seed"),
+                        ({"density": 0}, r"'density' must lie in \(0, 1\]"),
+                        ({"generators": "snp"}, r"'generators': unknown value\(s\) 'snp'")]:
+        with pytest.raises(ParameterError, match=match):
+            configure("weighted_metrics", _weighted_ns(**over), *_OWN)
+    ns = _weighted_ns()
+    del ns["paper_density"]
+    with pytest.raises(ParameterError, match="lacks paper_density"):
+        configure("weighted_metrics", ns, *_OWN)
+    # keywords are the same declarations; a name that disagrees with its Param, a duplicate or a clash is an error
+    assert configure("weighted_metrics", _weighted_ns(), **{p.name: p for p in _OWN}).chapter == "weighted_metrics"
+    with pytest.raises(ValueError, match="names must agree"):
+        configure("weighted_metrics", _weighted_ns(), sed=_OWN[0])
+    with pytest.raises(ValueError, match="declared twice"):
+        configure("weighted_metrics", _weighted_ns(), _OWN[0], seed=_OWN[0])
+    with pytest.raises(ValueError, match="already chapter parameters"):
+        configure("weighted_metrics", _weighted_ns(), Param("density", "float", "again"))
+    with pytest.raises(TypeError, match="declared as a Param"):
+        configure("weighted_metrics", _weighted_ns(), "seed")
+    with pytest.raises(ParameterError, match="unknown chapter 'weighted'"):
+        configure("weighted", _weighted_ns(), *_OWN)
+
+
+def test_check_extras_strict_for_a_chapter_without_a_profile():
+    own = (Param("seed", "int", "seed", check=at_least(0), optional=False),
+           Param("densities", "float_list", "fractions", check=between(0, 1, lo_open=True), optional=False))
+    ns = {"seed": 3, "densities": "[0.1, 0.2]", "In": [], "_hidden": 1, "np": pytest}
+    assert check_extras(ns, *own, strict=True, chapter="basics") == {"seed": 3, "densities": (0.1, 0.2)}
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) 'sed' for the 'basics' chapter; its "
+                                             r"parameters: densities, seed"):
+        check_extras({**ns, "sed": 1}, *own, strict=True, chapter="basics")
+    assert check_extras({**ns, "sed": 1}, *own)["seed"] == 3  # not strict: other globals are not looked at
+    with pytest.raises(ParameterError, match="lacks densities"):
+        check_extras({"seed": 3}, *own, strict=True)
+    with pytest.raises(ParameterError, match="'densities' must be given"):
+        check_extras({"seed": 3}, *own)  # absent counts as None
+
+
+def test_a_chapter_specific_deviation_replaces_the_general_one():
+    wm = resolve("weighted_metrics", profile="book")
+    gen = [str(d) for d in wm.deviations if d.field == "generators"]
+    assert len(gen) == 1 and "Magnitude and SynFlow" in gen[0] and gen[0].startswith("Random, ERK, SNIP, GraSP")
+    pags_gen = [str(d) for d in resolve("pags", profile="book").deviations if d.field == "generators"]
+    assert len(pags_gen) == 1 and pags_gen[0].startswith("Random, ERK and SNIP instead")
+    back = resolve("weighted_metrics", profile="book", generators="snip,grasp,erk,random")
+    assert "generators" not in {d.field for d in back.deviations}
+    # the chapter prints the deviations of the fields it uses, and "per generator mask" (it samples no population)
+    assert {"dataset", "width", "density", "score_batches", "generators"} == {d.field for d in wm.deviations}
+    assert "per generator mask" in wm.describe() and "per PAGS sample" in resolve("pags").describe()
+    assert resolve("weighted_metrics", profile="paper", device="cpu").deviations == ()
+    assert resolve("weighted_metrics", profile="book", model="vgg16", dataset="synthetic").model.name == "vgg16"
