@@ -102,3 +102,187 @@ def test_every_parameter_is_documented_without_an_equals_sign():
         assert p.doc and "=" not in p.doc, p.name
     for chapter, names in CHAPTER_PARAMETERS.items():
         assert set(names) <= set(PARAMETERS), chapter
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a chapter's own parameters: Param kinds and checks, configure(..., *extra), check_extras(strict=True)
+# ---------------------------------------------------------------------------------------------------------------
+from pags_core.experiments.params import Param, all_of, at_least, between, check_extras, length, nonempty  # noqa: E402
+
+
+def test_param_kinds_lists_and_checks():
+    fl = Param("ds", "float_list", "kept fractions", check=all_of(nonempty, between(0, 1, lo_open=True)))
+    assert fl.parse("0.1, 0.5") == (0.1, 0.5) and fl.parse("[0.2]") == (0.2,) and fl.parse([1, 0.5]) == (1.0, 0.5)
+    with pytest.raises(ParameterError, match=r"'ds' must lie in \(0, 1\], got '\[0.1, 0\]'"):
+        fl.parse("[0.1, 0]")
+    with pytest.raises(ParameterError, match="'ds' must be a finite number"):
+        fl.parse([0.1, float("inf")])
+    with pytest.raises(ParameterError, match="'ds' repeats a value"):
+        fl.parse([0.1, 0.1])
+    shape = Param("shape", "int_list", "a shape", check=all_of(length(2, 4), at_least(1)), distinct=False)
+    assert shape.parse("[64, 32, 3, 3]") == (64, 32, 3, 3)  # repeated 3s allowed with distinct=False
+    with pytest.raises(ParameterError, match="'shape' must have 2 or 4 entries"):
+        shape.parse([64, 32, 3])
+    with pytest.raises(ParameterError, match="'shape' must be >= 1"):
+        shape.parse([64, 0])
+    assert between(0, 1)(1.0) is None and between(0, 1, hi_open=True)(1.0) == "must lie in [0, 1)"
+    assert between(0, float("inf"), lo_open=True)(0.0) == "must be > 0"
+    required = Param("seed", "int", "a seed", optional=False)
+    with pytest.raises(ParameterError, match="'seed' must be given"):
+        required.parse(None)
+
+
+def test_param_declaration_errors_are_caught_when_declared():
+    with pytest.raises(ValueError, match="unknown kind 'float_lst'"):
+        Param("x", "float_lst", "doc")
+    with pytest.raises(ValueError, match="identifier"):
+        Param("two words", "int", "doc")
+
+
+_OWN = (Param("seed", "int", "seed", check=at_least(0), optional=False),
+        Param("paper_density", "float", "density", check=between(0, 1, lo_open=True), optional=False),
+        Param("paper_generators", "str_list", "data-free generators", lambda: ["erk", "random", "magnitude"],
+              check=nonempty, optional=False))
+
+
+def _weighted_ns(**over):
+    ns = {k: None for k in CHAPTER_PARAMETERS["weighted_metrics"]}
+    ns.update(profile="book", seed=0, paper_density=0.01, paper_generators=["erk", "random"], In=[], _x=1)
+    ns.update(over)
+    return ns
+
+
+def test_configure_checks_the_chapters_own_parameters_in_the_same_call():
+    cfg = configure("weighted_metrics", _weighted_ns(), *_OWN)
+    assert cfg.chapter == "weighted_metrics" and cfg.density == 0.02
+    assert check_extras(_weighted_ns(paper_generators="erk,random"), *_OWN) == \
+        {"seed": 0, "paper_density": 0.01, "paper_generators": ("erk", "random")}
+    for over, match in [({"seed": 1.5}, "'seed' must be an integer, got 1.5"),
+                        ({"seed": -1}, "'seed' must be >= 0"),
+                        ({"paper_density": 0}, r"'paper_density' must lie in \(0, 1\]"),
+                        ({"paper_generators": "snip"}, r"'paper_generators': unknown value\(s\) 'snip'"),
+                        ({"sed": 1}, r"unknown parameter\(s\) 'sed' for the 'weighted_metrics' chapter.*seed"),
+                        ({"density": 0}, r"'density' must lie in \(0, 1\]"),
+                        ({"generators": "snp"}, r"'generators': unknown value\(s\) 'snp'")]:
+        with pytest.raises(ParameterError, match=match):
+            configure("weighted_metrics", _weighted_ns(**over), *_OWN)
+    ns = _weighted_ns()
+    del ns["paper_density"]
+    with pytest.raises(ParameterError, match="lacks paper_density"):
+        configure("weighted_metrics", ns, *_OWN)
+    # keywords are the same declarations; a name that disagrees with its Param, a duplicate or a clash is an error
+    assert configure("weighted_metrics", _weighted_ns(), **{p.name: p for p in _OWN}).chapter == "weighted_metrics"
+    with pytest.raises(ValueError, match="names must agree"):
+        configure("weighted_metrics", _weighted_ns(), sed=_OWN[0])
+    with pytest.raises(ValueError, match="declared twice"):
+        configure("weighted_metrics", _weighted_ns(), _OWN[0], seed=_OWN[0])
+    with pytest.raises(ValueError, match="already chapter parameters"):
+        configure("weighted_metrics", _weighted_ns(), Param("density", "float", "again"))
+    with pytest.raises(TypeError, match="declared as a Param"):
+        configure("weighted_metrics", _weighted_ns(), "seed")
+    with pytest.raises(ParameterError, match="unknown chapter 'weighted'"):
+        configure("weighted", _weighted_ns(), *_OWN)
+
+
+def test_check_extras_strict_for_a_chapter_without_a_profile():
+    own = (Param("seed", "int", "seed", check=at_least(0), optional=False),
+           Param("densities", "float_list", "fractions", check=between(0, 1, lo_open=True), optional=False))
+    ns = {"seed": 3, "densities": "[0.1, 0.2]", "In": [], "_hidden": 1, "np": pytest}
+    assert check_extras(ns, *own, strict=True, chapter="basics") == {"seed": 3, "densities": (0.1, 0.2)}
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) 'sed' for the 'basics' chapter; its "
+                                             r"parameters: densities, seed"):
+        check_extras({**ns, "sed": 1}, *own, strict=True, chapter="basics")
+    assert check_extras({**ns, "sed": 1}, *own)["seed"] == 3  # not strict: other globals are not looked at
+    with pytest.raises(ParameterError, match="lacks densities"):
+        check_extras({"seed": 3}, *own, strict=True)
+    with pytest.raises(ParameterError, match="'densities' must be given"):
+        check_extras({"seed": 3}, *own)  # absent counts as None
+
+
+def test_a_chapter_specific_deviation_replaces_the_general_one():
+    wm = resolve("weighted_metrics", profile="book")
+    gen = [str(d) for d in wm.deviations if d.field == "generators"]
+    assert len(gen) == 1 and "Magnitude and SynFlow" in gen[0] and gen[0].startswith("Random, ERK, SNIP, GraSP")
+    pags_gen = [str(d) for d in resolve("pags", profile="book").deviations if d.field == "generators"]
+    assert len(pags_gen) == 1 and pags_gen[0].startswith("Random, ERK and SNIP instead")
+    back = resolve("weighted_metrics", profile="book", generators="snip,grasp,erk,random")
+    assert "generators" not in {d.field for d in back.deviations}
+    # the chapter prints the deviations of the fields it uses, and "per generator mask" (it samples no population)
+    assert {"dataset", "width", "density", "score_batches", "generators"} == {d.field for d in wm.deviations}
+    assert "per generator mask" in wm.describe() and "per PAGS sample" in resolve("pags").describe()
+    assert resolve("weighted_metrics", profile="paper", device="cpu").deviations == ()
+    assert resolve("weighted_metrics", profile="book", model="vgg16", dataset="synthetic").model.name == "vgg16"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the notebooks' own parameter cells: listed by papermill, and checked in the first cell after them
+# ---------------------------------------------------------------------------------------------------------------
+import ast  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _code_cells(name):
+    cells = json.loads((_NOTEBOOKS / f"{name}.ipynb").read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"].get("tags", []), name
+    return ["".join(c["source"]) for c in code]
+
+
+#: known defects in notebooks outside this test's branch; strict, so the marker must go once they are fixed
+_HELP_XFAIL = {"custom_architecture": "its 'seeds' comment contains '=', so papermill --help-notebook drops it"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=_HELP_XFAIL[p.stem], strict=True))
+                                  if p.stem in _HELP_XFAIL else p for p in sorted(_NOTEBOOKS.glob("*.ipynb"))],
+                         ids=lambda p: p.stem)
+def test_papermill_lists_every_parameter_of_every_chapter(path):
+    papermill = pytest.importorskip("papermill")
+    source = _code_cells(path.stem)[0]
+    assigned = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets]
+    listed = papermill.inspect_notebook(str(path))
+    assert list(listed) == assigned, f"papermill --help-notebook drops {sorted(set(assigned) - set(listed))} " \
+                                     "(a comment with '=' in it, or a statement papermill cannot parse)"
+
+
+def _run_first_cells(name, **injected):
+    """The parameters cell, papermill's injected values, then the first cell after them, as papermill runs them."""
+    params, first = _code_cells(name)[:2]
+    ns = {"__name__": "__main__"}
+    exec(params, ns)
+    ns.update(injected)
+    exec(first, ns)
+    return ns
+
+
+@pytest.mark.parametrize("name, injected, match", [
+    ("weighted_metrics", {"density": 0}, r"'density' must lie in \(0, 1\], got 0"),
+    ("weighted_metrics", {"generators": "snp"}, r"'generators': unknown value\(s\) 'snp'; valid choices"),
+    ("weighted_metrics", {"seed": 1.5}, "'seed' must be an integer, got 1.5"),
+    ("weighted_metrics", {"sed": 1}, r"unknown parameter\(s\) 'sed' for the 'weighted_metrics' chapter"),
+    ("weighted_metrics", {"paper_generators": "snip"}, r"'paper_generators': unknown value\(s\) 'snip'"),
+    ("weighted_metrics", {"paper_density": 1.5}, r"'paper_density' must lie in \(0, 1\]"),
+    ("weighted_metrics", {"profile": "laptop"}, r"'profile': unknown value\(s\) 'laptop'"),
+    ("ramanujan_basics", {"seed": 1.5}, "'seed' must be an integer, got 1.5"),
+    ("ramanujan_basics", {"sed": 1}, r"unknown parameter\(s\) 'sed' for the 'ramanujan_basics' chapter"),
+    ("ramanujan_basics", {"densities": "[0.1, 0]"}, r"'densities' must lie in \(0, 1\]"),
+    ("ramanujan_basics", {"q_values": "[2, 4]"}, r"'q_values' must hold primes only \(\[4\] are not\)"),
+    ("ramanujan_basics", {"layer_shape": "[64, 32, 3]"}, "'layer_shape' must have 2 or 4 entries"),
+    ("ramanujan_basics", {"biregular_nodes": [240, 100]}, r"'left_degrees': no simple biregular graph"),
+    ("ramanujan_basics", {"narc_groups": 5}, "'narc_groups' must divide Cout and Cin"),
+    ("ramanujan_basics", {"paper_a_density": 0.3}, r"'paper_a_density' must be one of paper A's densities"),
+    ("ramanujan_basics", {"group_density": "x"}, "'group_density' must be a number, got 'x'"),
+])
+def test_chapter_notebooks_reject_bad_parameters_in_their_first_cell(name, injected, match):
+    with pytest.raises(ParameterError, match=match):
+        _run_first_cells(name, **injected)
+
+
+def test_chapter_notebooks_accept_their_defaults_and_papermill_strings():
+    ns = _run_first_cells("ramanujan_basics", densities="0.1, 0.2", q_values="[3]")
+    assert ns["densities"] == (0.1, 0.2) and ns["q_values"] == (3,) and ns["layer_shape"] == (64, 32, 3, 3)
+    ns = _run_first_cells("weighted_metrics", generators="erk,random", paper_generators="magnitude")
+    assert ns["cfg"].generators == ("erk", "random") and ns["paper_generators"] == ("magnitude",)
+    assert ns["seed"] == 0 and ns["dev"] == "cpu"

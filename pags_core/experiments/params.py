@@ -20,8 +20,8 @@ import pandas as pd
 from .profiles import CHAPTERS, Profile, get_profile
 from .specs import DataSpec, ExecSpec, ItopSpec, ModelSpec, PruneSpec, SamplingSpec, TrainSpec
 
-__all__ = ["ChapterConfig", "PARAMETERS", "CHAPTER_PARAMETERS", "resolve", "configure", "parse_list",
-           "ParameterError"]
+__all__ = ["ChapterConfig", "PARAMETERS", "CHAPTER_PARAMETERS", "resolve", "configure", "check_extras", "Param",
+           "parse_list", "ParameterError", "at_least", "between", "length", "nonempty", "all_of"]
 
 
 class ParameterError(ValueError):
@@ -76,10 +76,15 @@ def _as_float(v: Any, name: str) -> float:
     return float(v)
 
 
+_KINDS = ("str", "int", "float", "int_list", "float_list", "str_list", "dict")
+
+
 @dataclass(frozen=True)
 class Param:
-    """One parameter: its ``kind`` (``str``, ``int``, ``float``, ``int_list``, ``str_list``, ``dict``), the valid
-    ``choices`` (a callable returning them, for registries), an optional range check and its documentation."""
+    """One parameter: its ``name``, ``kind`` (``str``, ``int``, ``float``, ``int_list``, ``float_list``,
+    ``str_list``, ``dict``), its documentation, the valid ``choices`` (a callable returning them, for registries), an
+    optional ``check`` (the parsed value → an error text such as ``"must be >= 1"``, or None), whether None is
+    allowed (``optional``: None = the profile's value) and whether a list may repeat a value (``distinct``)."""
 
     name: str
     kind: str
@@ -87,6 +92,14 @@ class Param:
     choices: Optional[Callable[[], list]] = None
     check: Optional[Callable[[Any], Optional[str]]] = None
     optional: bool = True  # None allowed (= the profile's value)
+    distinct: bool = True  # lists: a repeated value is an error
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"a parameter name must be a Python identifier, got {self.name!r}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"parameter {self.name!r} is declared with an unknown kind {self.kind!r}; kinds: "
+                             f"{', '.join(_KINDS)}")
 
     def parse(self, value: Any) -> Any:
         if value is None:
@@ -104,12 +117,10 @@ class Param:
             out = _as_float(value, n)
         elif self.kind == "int_list":
             out = tuple(_as_int(v, n) for v in parse_list(value, n))
-            if len(set(out)) != len(out):
-                raise ParameterError(f"parameter {n!r} repeats a value: {list(out)} (each run must be distinct)")
+        elif self.kind == "float_list":
+            out = tuple(_as_float(v, n) for v in parse_list(value, n))
         elif self.kind == "str_list":
             out = tuple(str(v).strip().lower() for v in parse_list(value, n))
-            if len(set(out)) != len(out):
-                raise ParameterError(f"parameter {n!r} repeats a value: {list(out)}")
         elif self.kind == "dict":
             if isinstance(value, str):
                 try:
@@ -120,8 +131,10 @@ class Param:
             if not isinstance(value, Mapping):
                 raise ParameterError(f"parameter {n!r} must be a mapping, got {type(value).__name__}: {value!r}")
             out = dict(value)
-        else:  # pragma: no cover - a programming error in PARAMETERS
+        else:  # pragma: no cover - __post_init__ admits only _KINDS
             raise AssertionError(self.kind)
+        if self.distinct and self.kind.endswith("_list") and len(set(out)) != len(out):
+            raise ParameterError(f"parameter {n!r} repeats a value: {list(out)} (each entry must be distinct)")
         if self.choices is not None:
             valid = self.choices()
             items = out if isinstance(out, tuple) else (out,)
@@ -150,14 +163,42 @@ def _executors() -> list:
     return EXECUTORS.names()
 
 
-def _min(k: int) -> Callable[[Any], Optional[str]]:
+# ---- checks for Param(check=...): each returns an error text or None; on a list it checks every item ------------
+def _items(v) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
+
+
+def at_least(k: float) -> Callable[[Any], Optional[str]]:
+    """Check: every value is >= ``k``."""
     def check(v):
-        items = v if isinstance(v, tuple) else (v,)
-        return f"must be >= {k}" if any(x < k for x in items) else None
+        return f"must be >= {k}" if any(x < k for x in _items(v)) else None
     return check
 
 
-def _nonempty(v) -> Optional[str]:
+def between(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Callable[[Any], Optional[str]]:
+    """Check: every value lies in the interval from ``lo`` to ``hi`` (closed unless ``lo_open``/``hi_open``)."""
+    def inside(x):
+        return (lo < x if lo_open else lo <= x) and (x < hi if hi_open else x <= hi)
+
+    if math.isinf(hi):
+        text = f"must be {'>' if lo_open else '>='} {lo:g}"
+    else:
+        text = f"must lie in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def check(v):
+        return text if not all(inside(x) for x in _items(v)) else None
+    return check
+
+
+def length(*allowed: int) -> Callable[[Any], Optional[str]]:
+    """Check: a list has one of the ``allowed`` lengths."""
+    def check(v):
+        return None if len(v) in allowed else f"must have {' or '.join(map(str, allowed))} entries"
+    return check
+
+
+def nonempty(v) -> Optional[str]:
+    """Check: a list names at least one value."""
     return "must name at least one value" if len(v) == 0 else None
 
 
@@ -171,7 +212,8 @@ def _store_problem(root: str) -> Optional[str]:
     return None
 
 
-def _all(*checks):
+def all_of(*checks: Callable[[Any], Optional[str]]) -> Callable[[Any], Optional[str]]:
+    """Check: every one of ``checks``, the first failure reported."""
     def check(v):
         for c in checks:
             msg = c(v)
@@ -188,34 +230,34 @@ PARAMETERS: Mapping[str, Param] = {p.name: p for p in (
     Param("model_factory", "str", "import path 'module:attribute' of your own model factory f(num_classes, "
           "in_channels, width); None for a registered model"),
     Param("width", "float", "channel multiplier of the model; None for the profile's",
-          check=lambda v: "must be > 0" if v <= 0 else None),
+          check=between(0, math.inf, lo_open=True)),
     Param("dataset", "str", "a registered data set; None for the profile's", _reg("DATASETS")),
     Param("data_options", "dict", "loader options of the data set (image_size; for synthetic also num_classes, "
           "in_channels, n_train, n_test); None for the profile's"),
     Param("density", "float", "kept fraction of all prunable weights, in (0, 1]; None for the profile's",
-          check=lambda v: None if 0 < v <= 1 else "must lie in (0, 1]"),
-    Param("seeds", "int_list", "seeds of θ0 and of training; None for the profile's", check=_all(_nonempty, _min(0))),
-    Param("epochs", "int", "training epochs; None for the profile's", check=_min(1)),
-    Param("generators", "str_list", "PaI generators; None for the profile's", _reg("GENERATORS"), check=_nonempty),
-    Param("population", "int", "PAGS/PEGS samples per generator and seed; None for the profile's", check=_min(0)),
+          check=between(0, 1, lo_open=True)),
+    Param("seeds", "int_list", "seeds of θ0 and of training; None for the profile's", check=all_of(nonempty, at_least(0))),
+    Param("epochs", "int", "training epochs; None for the profile's", check=all_of(nonempty, at_least(1))),
+    Param("generators", "str_list", "PaI generators; None for the profile's", _reg("GENERATORS"), check=nonempty),
+    Param("population", "int", "PAGS/PEGS samples per generator and seed; None for the profile's", check=at_least(0)),
     Param("pretrain_iters", "int_list", "PEGS pre-training steps N; None for the profile's",
-          check=_all(_nonempty, _min(1))),
+          check=all_of(nonempty, at_least(1))),
     Param("baselines", "str_list", "training-based baselines (lth, eb); None for the profile's",
           lambda: ["lth", "eb"]),
-    Param("lth_rounds", "int", "LTH prune-retrain rounds; None for the profile's", check=_min(1)),
+    Param("lth_rounds", "int", "LTH prune-retrain rounds; None for the profile's", check=at_least(1)),
     Param("controls", "str_list", "control rows: shuffle, dense, generator_at_start; None for the profile's",
           lambda: ["shuffle", "dense", "generator_at_start"]),
     Param("premise_masks", "int", "masks of one population trained to test the PAGS premise (0: none, else at "
           "least 2); None for the profile's", check=lambda v: "must be 0 (none) or >= 2" if v == 1 or v < 0 else None),
-    Param("models", "str_list", "models of the ITOP study; None for the profile's", _reg("MODELS"), check=_nonempty),
+    Param("models", "str_list", "models of the ITOP study; None for the profile's", _reg("MODELS"), check=nonempty),
     Param("update_interval", "int", "optimiser steps between ITOP topology updates; None for the profile's",
-          check=_min(1)),
-    Param("snapshots", "int", "ITOP snapshots retrained per trajectory; None for the profile's", check=_min(3)),
-    Param("retrain_epochs", "int", "epochs of each snapshot's retraining; None for the profile's", check=_min(1)),
+          check=at_least(1)),
+    Param("snapshots", "int", "ITOP snapshots retrained per trajectory; None for the profile's", check=at_least(3)),
+    Param("retrain_epochs", "int", "epochs of each snapshot's retraining; None for the profile's", check=at_least(1)),
     Param("device", "str", "auto, cpu or cuda; None for the profile's", lambda: ["auto", "cpu", "cuda"]),
-    Param("threads", "int", "torch threads per run (part of every run key); None for the profile's", check=_min(1)),
+    Param("threads", "int", "torch threads per run (part of every run key); None for the profile's", check=at_least(1)),
     Param("executor", "str", "serial, processes or slurm; None for the profile's", _executors),
-    Param("workers", "int", "worker processes of the processes executor; None for the profile's", check=_min(1)),
+    Param("workers", "int", "worker processes of the processes executor; None for the profile's", check=at_least(1)),
     Param("executor_options", "dict", "extra executor options (Slurm: partition, gpus_per_job, cpus_per_job, "
           "time_min, array_parallelism, folder, extra); None for none"),
     Param("store", "str", "folder of the run store (on a shared filesystem for Slurm); None for the default",
@@ -229,7 +271,7 @@ _MODEL = ("profile", "model", "width", "dataset", "data_options", "density", "se
 
 #: the parameters of each chapter that takes a profile
 CHAPTER_PARAMETERS: Mapping[str, tuple] = {
-    "weighted_metrics": ("profile", "generators", "density"),
+    "weighted_metrics": ("profile", "model", "dataset", "data_options", "density", "generators", "device"),
     "itop": ("profile", "model", "models", "width", "dataset", "data_options", "density", "seeds", "epochs",
              "update_interval", "snapshots", "retrain_epochs", *_EXECUTION),
     "pags": (*_MODEL, "generators", "population", "controls", "premise_masks", *_EXECUTION),
@@ -349,7 +391,8 @@ class ChapterConfig:
             "train": lambda: f"recipe {self.train.recipe.name}, {self.train.epochs} epochs",
             "seeds": lambda: list(self.seeds),
             "generators": lambda: list(self.generators),
-            "score_batches": lambda: f"{self.score_batches} x {self.score_batch_size} per PAGS sample",
+            "score_batches": lambda: f"{self.score_batches} x {self.score_batch_size} per "
+                                     + ("PAGS sample" if "population" in used else "generator mask"),
             "baseline_batches": lambda: "one pass over the training split" if self.baseline_batches is None
             else f"{self.baseline_batches} x {self.score_batch_size}",
             "population": lambda: self.population,
@@ -456,7 +499,7 @@ def resolve(chapter: str, profile: "str | Profile" = "book", **params: Any) -> C
         snapshots=int(v["snapshots"]), retrain_from=v["retrain_from"], exec=ExecSpec(device, int(v["threads"])),
         executor=v["executor"], workers=int(v["workers"]), executor_options=tuple(sorted(opts.items())),
         store=v.get("store"), download=bool(v.get("download", 0)),
-        deviations=tuple(d for d in prof.deviations if d.aspect in used and d.applies(_value(v, d.field))))
+        deviations=tuple(d for d in prof.chapter_deviations(chapter) if d.applies(_value(v, d.field))))
 
 
 def _value(values: Mapping[str, Any], field: str) -> Any:
@@ -485,34 +528,79 @@ def _check_executor_options(executor: str, opts: Mapping[str, Any]) -> None:
 
 
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "display"}
+_PLAIN = (str, int, float, bool, list, tuple, dict, type(None))
 
 
-def configure(chapter: str, namespace: Mapping[str, Any], **extra: Param) -> ChapterConfig:
+def _declared(params: tuple, named: Mapping[str, Param]) -> dict:
+    """name → Param from positional :class:`Param` objects and ``name=Param(...)`` keywords (the two must agree)."""
+    out: dict = {}
+    for key, p in [(None, p) for p in params] + list(named.items()):
+        if not isinstance(p, Param):
+            raise TypeError(f"a chapter parameter is declared as a Param, got {type(p).__name__}: {p!r}")
+        if key is not None and key != p.name:
+            raise ValueError(f"Param {p.name!r} is passed as keyword {key!r}: the names must agree")
+        if p.name in out:
+            raise ValueError(f"parameter {p.name!r} is declared twice")
+        out[p.name] = p
+    return out
+
+
+def _reject_unknown(namespace: Mapping[str, Any], declared, owner: str) -> None:
+    """Every plain value (number, string, list, dict, None) of ``namespace`` that is not a declared parameter is an
+    unknown parameter (a misspelt ``-p``: papermill itself only warns); names starting with ``_`` and IPython's own
+    are not parameters."""
+    unknown = sorted(k for k, val in namespace.items()
+                     if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(val, _PLAIN)
+                     and k not in declared)
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for {owner}; its parameters: "
+                             f"{', '.join(sorted(declared))}")
+
+
+def _require(namespace: Mapping[str, Any], names, owner: str) -> None:
+    missing = [k for k in names if k not in namespace]
+    if missing:
+        raise ParameterError(f"the parameters cell lacks {', '.join(missing)} ({owner}'s parameters: "
+                             f"{', '.join(names)})")
+
+
+def configure(chapter: str, namespace: Mapping[str, Any], *extra: Param, **named: Param) -> ChapterConfig:
     """:func:`resolve` from a notebook's globals (``configure("pegs", globals())``), right after the parameters cell.
 
     Every declared parameter of the chapter is read from ``namespace``; any other plain value there (a number,
     string, list, dict or None that is not a chapter parameter, e.g. a misspelt ``-p popluation 100``) is an unknown
-    parameter and fails.  ``extra`` declares the chapter's own additional parameters (validated and returned in
-    ``config.extras``-style by :func:`check_extras`)."""
+    parameter and fails.  ``extra`` (:class:`Param` objects, or ``name=Param(name, ...)`` keywords) declares the
+    chapter's own additional parameters: they are checked here too, so every bad value fails in this one call, and
+    :func:`check_extras` with the same declarations returns their parsed values."""
     if chapter not in CHAPTER_PARAMETERS:
         raise ParameterError(f"unknown chapter {chapter!r}; valid choices: {', '.join(CHAPTER_PARAMETERS)}")
     if not isinstance(namespace, Mapping):
         raise TypeError(f"configure reads the notebook's globals(): a mapping, got {type(namespace).__name__}")
-    declared = set(CHAPTER_PARAMETERS[chapter]) | set(extra)
-    plain = (str, int, float, bool, list, tuple, dict, type(None))
-    unknown = sorted(k for k, val in namespace.items()
-                     if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(val, plain)
-                     and k not in declared)
-    if unknown:
-        raise ParameterError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for the {chapter!r} chapter; its "
-                             f"parameters: {', '.join(sorted(declared))}")
-    missing = [k for k in CHAPTER_PARAMETERS[chapter] if k not in namespace]
-    if missing:
-        raise ParameterError(f"the parameters cell lacks {', '.join(missing)} (the {chapter!r} chapter's parameters: "
-                             f"{', '.join(CHAPTER_PARAMETERS[chapter])})")
-    return resolve(chapter, **{k: namespace[k] for k in CHAPTER_PARAMETERS[chapter]})
+    own = _declared(extra, named)
+    clash = sorted(set(own) & set(CHAPTER_PARAMETERS[chapter]))
+    if clash:
+        raise ValueError(f"the {chapter!r} chapter declares its own parameter(s) {', '.join(clash)}, which are "
+                         "already chapter parameters")
+    owner = f"the {chapter!r} chapter"
+    _reject_unknown(namespace, set(CHAPTER_PARAMETERS[chapter]) | set(own), owner)
+    _require(namespace, (*CHAPTER_PARAMETERS[chapter], *own), owner)
+    cfg = resolve(chapter, **{k: namespace[k] for k in CHAPTER_PARAMETERS[chapter]})
+    check_extras(namespace, *own.values())
+    return cfg
 
 
-def check_extras(namespace: Mapping[str, Any], **params: Param) -> dict:
-    """Validate a chapter's own parameters (declared as :class:`Param`) from its globals; returns name → value."""
-    return {k: p.parse(namespace.get(k)) for k, p in params.items()}
+def check_extras(namespace: Mapping[str, Any], *params: Param, strict: bool = False, chapter: Optional[str] = None,
+                 **named: Param) -> dict:
+    """The parsed values (name → value, in declaration order) of a chapter's own parameters, declared as
+    :class:`Param` objects (positionally, or as ``name=Param(name, ...)`` keywords), read from its globals.
+
+    A value that is absent from ``namespace`` counts as None.  With ``strict=True`` (a chapter without a profile,
+    whose parameters are all its own) the parameters cell must define every declared name, and every other plain
+    value in ``namespace`` is an unknown parameter, as in :func:`configure`; ``chapter`` names the chapter in the
+    messages.  Raises :class:`ParameterError` naming the parameter, the bad value and the valid values."""
+    own = _declared(params, named)
+    if strict:
+        owner = f"the {chapter!r} chapter" if chapter else "this chapter"
+        _reject_unknown(namespace, set(own), owner)
+        _require(namespace, tuple(own), owner)
+    return {k: p.parse(namespace.get(k)) for k, p in own.items()}

@@ -33,7 +33,8 @@ CHAPTERS: Mapping[str, tuple] = MappingProxyType({
 @dataclass(frozen=True)
 class Deviation:
     """A departure from the papers: profile value ``field`` holds ``here`` where the papers use ``paper``, for
-    ``reason``; it concerns the chapters that use configuration field ``aspect`` (see :data:`CHAPTERS`).
+    ``reason``; it concerns the chapters that use configuration field ``aspect`` (see :data:`CHAPTERS`), or only
+    ``chapters`` when given, where it replaces the general deviation of the same field.
     ``applies(value)`` is False once a reader sets the field back to the papers' value."""
 
     field: str
@@ -42,6 +43,7 @@ class Deviation:
     here: str
     reason: str
     paper_text: str = ""
+    chapters: tuple = ()  # only these chapters (empty: every chapter that uses the aspect)
 
     def applies(self, value: Any) -> bool:
         return value != self.paper
@@ -65,6 +67,14 @@ class Profile:
         if chapter not in CHAPTERS:
             raise KeyError(f"unknown chapter {chapter!r}; valid choices: {', '.join(CHAPTERS)}")
         return {**self.values, **self.chapters.get(chapter, {})}
+
+    def chapter_deviations(self, chapter: str) -> tuple:
+        """The deviations that concern ``chapter``: those of the aspects it uses, a chapter-specific one replacing
+        the general one of its field (whether each applies to the chosen values is :meth:`Deviation.applies`)."""
+        used = set(CHAPTERS[chapter])
+        mine = [d for d in self.deviations if d.aspect in used and (not d.chapters or chapter in d.chapters)]
+        specific = {d.field for d in mine if d.chapters}
+        return tuple(d for d in mine if d.chapters or d.field not in specific)
 
 
 PROFILES: Registry = Registry("profile")
@@ -106,7 +116,7 @@ PROFILES.register("book", Profile(
         "models": ("resnet18",), "update_interval": 10, "itop_epochs": 5, "retrain_epochs": 5, "snapshots": 10,
         "device": "cpu", "threads": 1, "executor": "processes", "workers": 2,
     }),
-    chapters={"weighted_metrics": {"generators": ("random", "erk", "snip", "magnitude", "synflow"), "seeds": (0,)},
+    chapters={"weighted_metrics": {"generators": ("random", "erk", "snip", "grasp", "magnitude", "synflow")},
               "pags": _PAGS_CHAPTER, "custom": _PAGS_CHAPTER},
     deviations=(
         Deviation("dataset", "data", "cifar100", "MNIST-5k at 14x14 (3500 training, 500 validation and 1000 test "
@@ -125,6 +135,9 @@ PROFILES.register("book", Profile(
                   "network at this density Random's and GraSP's tickets partly collapse, and their spread over seeds "
                   "(tens of points) would hide any effect of a few points; the PAGS chapter trains them in its "
                   "section on paper A's claim", "SNIP, GraSP, ERK and Random"),
+        Deviation("generators", "generators", ("snip", "grasp", "erk", "random"), "Random, ERK, SNIP, GraSP, "
+                  "Magnitude and SynFlow", "Magnitude and SynFlow are added: this chapter trains no mask, so two more "
+                  "kinds of score cost only seconds", "SNIP, GraSP, ERK and Random", chapters=("weighted_metrics",)),
         Deviation("lth_rounds", "lth_rounds", 21, "LTH in 3 rounds with the geometric density schedule D^(r/3), rewinding to the "
                   "last PEGS step", "CPU budget", "about 21 rounds of 20 % pruning"),
         Deviation("update_interval", "itop", 1500, "an ITOP topology update every 10 steps", "the book trains 160 steps in "
