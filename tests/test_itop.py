@@ -297,7 +297,7 @@ def test_fewer_points_than_a_block_plus_one_give_nan():
         block_bootstrap_pearson(x, x[:-1])
 
 
-def _slow_block_bootstrap(x, y, groups, block, n_boot, seed, z=None, confidence=0.95):
+def _slow_block_bootstrap(x, y, groups, block, n_boot, seed, z=None, circular=True, confidence=0.95):
     """The statistic and resampling written out loop by loop (the same random draws: one (n_boot, blocks) array of
     block starts per group, in group order), with numpy/scipy doing each resample's correlation."""
     rng = np.random.default_rng(seed)
@@ -305,13 +305,13 @@ def _slow_block_bootstrap(x, y, groups, block, n_boot, seed, z=None, confidence=
     draws = {}
     for gv in gs:
         m = int(np.sum(groups == gv))
-        draws[gv] = rng.integers(0, m - block + 1, size=(n_boot, math.ceil(m / block)))
+        draws[gv] = rng.integers(0, m if circular else m - block + 1, size=(n_boot, math.ceil(m / block)))
     rs = []
     for b in range(n_boot):
         xs, ys, zs = [], [], []
         for gv in gs:
             ix = np.flatnonzero(groups == gv)
-            pos = np.concatenate([np.arange(s, s + block) for s in draws[gv][b]])[:len(ix)]
+            pos = np.concatenate([[(s + j) % len(ix) for j in range(block)] for s in draws[gv][b]])[:len(ix)]
             sel = ix[pos]
             xs.append(x[sel] - x[sel].mean())
             ys.append(y[sel] - y[sel].mean())
@@ -325,25 +325,44 @@ def _slow_block_bootstrap(x, y, groups, block, n_boot, seed, z=None, confidence=
     return np.quantile(rs, [(1 - confidence) / 2, (1 + confidence) / 2])
 
 
-@pytest.mark.parametrize("block", [1, 3])
-def test_block_bootstrap_matches_a_loop_by_loop_reference(block):
+@pytest.mark.parametrize("block, circular", [(1, True), (3, True), (3, False)])
+def test_block_bootstrap_matches_a_loop_by_loop_reference(block, circular):
     rng = np.random.default_rng(11)
     g = np.repeat([0, 1], [9, 8])
     x = rng.normal(size=17) + 5 * g
     z = np.concatenate([np.arange(9), np.arange(8)]).astype(float)
     y = 0.6 * x + 0.1 * z + rng.normal(size=17)
-    res = block_bootstrap_pearson(x, y, g, block=block, n_boot=200, seed=3)
+    kw = {"block": block, "n_boot": 200, "seed": 3, "circular": circular}
+    res = block_bootstrap_pearson(x, y, g, **kw)
     assert res.r == pytest.approx(pearson(within_group(x, g), within_group(y, g)).r, rel=1e-12)
-    assert (res.ci_low, res.ci_high) == pytest.approx(tuple(_slow_block_bootstrap(x, y, g, block, 200, 3)), rel=1e-9)
-    part = block_bootstrap_pearson(x, y, g, z=z, block=block, n_boot=200, seed=3)
+    assert (res.ci_low, res.ci_high) == pytest.approx(
+        tuple(_slow_block_bootstrap(x, y, g, block, 200, 3, circular=circular)), rel=1e-9)
+    part = block_bootstrap_pearson(x, y, g, z=z, **kw)
     assert part.r == pytest.approx(within_pearson(x, y, g, z).r, rel=1e-10)
-    assert (part.ci_low, part.ci_high) == pytest.approx(tuple(_slow_block_bootstrap(x, y, g, block, 200, 3, z)),
-                                                        rel=1e-9)
+    assert (part.ci_low, part.ci_high) == pytest.approx(
+        tuple(_slow_block_bootstrap(x, y, g, block, 200, 3, z, circular=circular)), rel=1e-9)
     # the points are resampled in the order given by ``order``, not in the order of the arrays
     perm = rng.permutation(17)
-    shuffled = block_bootstrap_pearson(x[perm], y[perm], g[perm], order=np.arange(17.0)[perm], block=block,
-                                       n_boot=200, seed=3)
+    shuffled = block_bootstrap_pearson(x[perm], y[perm], g[perm], order=np.arange(17.0)[perm], **kw)
     assert (shuffled.r, shuffled.ci_low, shuffled.ci_high) == pytest.approx((res.r, res.ci_low, res.ci_high))
+
+
+def test_circular_blocks_draw_every_snapshot_equally_often():
+    # m = 10 points, blocks of 3: a circular block covers each point with probability 3/10, and the truncated
+    # fourth block (1 point) with 1/10, so every point is expected exactly 3 * 3/10 + 1/10 = 1 time per resample.
+    # Moving blocks start only at 0..7: the first point is covered by one start of eight, i.e. 3 * 1/8 + 1/8 = 0.5
+    # times, a middle point (e.g. the fifth, starts 2..4) 3 * 3/8 + 1/8 = 1.25 times.
+    from pags_core.analysis.correlation import block_resamples
+
+    ix = [np.arange(10)]
+    circ = block_resamples(ix, 10, 3, 20000, np.random.default_rng(0), circular=True)
+    counts = np.stack([(circ == i).sum(axis=1) for i in range(10)], axis=1).mean(axis=0)
+    np.testing.assert_allclose(counts, 1.0, atol=0.03)
+    mov = block_resamples(ix, 10, 3, 20000, np.random.default_rng(0), circular=False)
+    counts = np.stack([(mov == i).sum(axis=1) for i in range(10)], axis=1).mean(axis=0)
+    assert counts[0] == pytest.approx(0.5, abs=0.03) and counts[4] == pytest.approx(1.25, abs=0.03)
+    # consecutive points stay together: inside a block, each index follows the previous one (mod 10)
+    assert ((np.diff(circ[:, :3], axis=1) % 10) == 1).all()
 
 
 def test_within_pearson_counts_the_degrees_of_freedom_of_the_group_means():

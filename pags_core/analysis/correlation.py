@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats as _st
 
 __all__ = ["CorrelationResult", "pearson", "partial_pearson", "spearman", "fisher_z_interval", "correlation_table",
-           "block_bootstrap_pearson", "within_group", "within_pearson"]
+           "block_bootstrap_pearson", "block_resamples", "within_group", "within_pearson"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,17 +249,37 @@ def _rowwise_r(x: np.ndarray, y: np.ndarray, z: np.ndarray | None, columns: list
     return r
 
 
+def block_resamples(groups: Sequence[np.ndarray], n: int, block: int, n_boot: int, rng: np.random.Generator,
+                    circular: bool = True) -> np.ndarray:
+    """``n_boot`` block-bootstrap resamples of ``n`` ordered points as an (n_boot, n) index array: each group (an
+    array of the positions of its points, in order) is rebuilt from ceil(m / block) blocks of ``block`` consecutive
+    points with uniformly drawn starts, truncated to its size m, and stays in its own positions.  ``circular``
+    (Politis and Romano's circular block bootstrap) lets a block run past the last point into the first, so every
+    point is drawn equally often; otherwise (Künsch's moving blocks) a block starts only where it fits, and the
+    first and last points are drawn less often than the others."""
+    idx = np.empty((n_boot, n), dtype=int)
+    for ix in groups:
+        m = len(ix)
+        starts = rng.integers(0, m if circular else m - block + 1, size=(n_boot, math.ceil(m / block)))
+        pos = (starts[:, :, None] + np.arange(block)).reshape(n_boot, -1)[:, :m] % m
+        idx[:, ix] = ix[pos]
+    return idx
+
+
 def block_bootstrap_pearson(x: Sequence[float], y: Sequence[float], groups: Sequence | None = None, *,
                             z: Sequence[float] | None = None, order: Sequence[float] | None = None, block: int = 3,
                             n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
-                            center: bool = True) -> CorrelationResult:
+                            center: bool = True, circular: bool = True) -> CorrelationResult:
     """Pearson r of ordered, dependent points (the snapshots of training trajectories) with a moving-block bootstrap
     interval; with ``z``, the partial correlation given ``z``.
 
     Within each group (a trajectory; one group when ``groups`` is None) the points are kept in their order (the
-    given order, or ascending ``order``) and resampled as blocks of ``block`` consecutive points (Künsch's
-    moving-block bootstrap), so neighbouring snapshots, which resemble each other, are never treated as independent
-    draws; every group keeps its size.  With ``center`` the statistic is computed on within-group deviations
+    given order, or ascending ``order``) and resampled as blocks of ``block`` consecutive points
+    (:func:`block_resamples`), so neighbouring snapshots, which resemble each other, are never treated as
+    independent draws; every group keeps its size.  The blocks are circular by default: the first and last snapshots
+    of a trajectory, usually its most extreme ones, are then drawn as often as the others (with ``circular=False``,
+    Künsch's moving blocks, they are drawn less often, which pulls a correlation carried by the ends of a trajectory
+    toward 0).  With ``center`` the statistic is computed on within-group deviations
     (:func:`within_group`, on every resample again), so pooled groups cannot correlate through their different
     levels; without it only the overall mean is taken out.  With ``z`` (one covariate) both sides are first
     residualised on ``z`` (after the same centring).
@@ -302,14 +322,7 @@ def block_bootstrap_pearson(x: Sequence[float], y: Sequence[float], groups: Sequ
     by_group = [np.flatnonzero(ga == g) for g in np.unique(ga)]
     if not math.isfinite(r) or any(len(ix) <= block for ix in by_group):
         return nan
-    rng = np.random.default_rng(seed)
-    idx = np.empty((n_boot, n), dtype=int)
-    for ix in by_group:
-        m = len(ix)
-        starts = rng.integers(0, m - block + 1, size=(n_boot, math.ceil(m / block)))
-        pos = (starts[:, :, None] + np.arange(block)).reshape(n_boot, -1)[:, :m]
-        idx[:, ix] = ix[pos]
-    rs = stat(idx)
+    rs = stat(block_resamples(by_group, n, block, n_boot, np.random.default_rng(seed), circular))
     rs = rs[np.isfinite(rs)]
     if rs.size < max(1, n_boot // 2):
         return nan

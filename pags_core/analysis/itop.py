@@ -173,6 +173,7 @@ def itop_correlations(
     block: int = 3,
     n_boot: int = 2000,
     seed: int = 0,
+    circular: bool = True,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Correlation of each metric with ``target``, long format: one row per (``by`` value, trajectory, metric).
@@ -182,7 +183,8 @@ def itop_correlations(
     trajectory's own mean removed, so trajectories at different levels cannot make a correlation).  The snapshots of
     one trajectory are not independent, so every r has two intervals: ``fisher_*`` (Fisher z and t-test, as if the
     points were independent; for ``pooled`` with the degrees of freedom of the removed means) and ``boot_*`` (the
-    moving-block bootstrap over the snapshots of each trajectory, in ``order``, blocks of ``block``;
+    block bootstrap over the snapshots of each trajectory, in ``order``, blocks of ``block``, circular unless
+    ``circular`` is False;
     :func:`~pags_core.analysis.block_bootstrap_pearson`).  With ``control`` the ``partial_*`` columns repeat both for
     the partial correlation given that column (NaN for the control itself).
 
@@ -200,7 +202,7 @@ def itop_correlations(
     if not (per_trajectory or pooled):
         raise ValueError("per_trajectory and pooled are both False: nothing to compute")
     wanted = [m for m in wanted if m in table.columns]
-    boot = {"block": block, "n_boot": n_boot, "seed": seed}
+    boot = {"block": block, "n_boot": n_boot, "seed": seed, "circular": circular}
     rows = []
     for key, sub in table.groupby(by, sort=False):
         sub = sub.sort_values([trajectory, order], kind="stable")
