@@ -1,13 +1,16 @@
-"""Small statistics helpers: Pearson's r with a Fisher-z confidence interval, Spearman's rho, correlation tables.
+"""Correlations with intervals: Pearson's r with a Fisher-z confidence interval, Spearman's rho, partial and
+within-group correlations, correlation tables, and a moving-block bootstrap for points that are not independent.
 
-The ITOP study (paper B, Figs 2–4) reports, for every metric, the Pearson correlation between the metric and the
-retrained test accuracy across the snapshots of one run.  With n = 10 snapshots a correlation is only an indication, so
-every value comes with its sample size and a 95% confidence interval:
+The ITOP study (paper B, Figs 2-4) correlates a metric with the retrained test accuracy across the snapshots of a
+training run.  With n = 10 snapshots a correlation is only an indication, so every value comes with its sample size
+and a 95% confidence interval:
 
     z = atanh(r),  se = 1 / sqrt(n - 3),  CI = tanh(z -/+ z_{(1+c)/2} * se)
 
 (the Fisher transformation; this is also what ``scipy.stats.pearsonr(...).confidence_interval()`` returns), and a
-two-sided p-value from Student's t with n - 2 degrees of freedom, t = r * sqrt((n - 2) / (1 - r^2)).
+two-sided p-value from Student's t with n - 2 degrees of freedom, t = r * sqrt((n - 2) / (1 - r^2)).  Both assume
+independent pairs.  The snapshots of one trajectory are not independent (each one continues the previous one), so
+:func:`block_bootstrap_pearson` resamples them in blocks of consecutive snapshots instead.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import pandas as pd
 from scipy import stats as _st
 
 __all__ = ["CorrelationResult", "pearson", "partial_pearson", "spearman", "fisher_z_interval", "correlation_table",
-           "block_bootstrap_pearson", "within_group"]
+           "block_bootstrap_pearson", "block_resamples", "within_group", "within_pearson"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,47 +198,134 @@ def within_group(values: Sequence[float], groups: Sequence) -> np.ndarray:
     return v - pd.Series(v).groupby(g.values).transform("mean").to_numpy()
 
 
-def block_bootstrap_pearson(x: Sequence[float], y: Sequence[float], groups: Sequence | None = None, *, block: int = 3,
-                            n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
-                            center: bool = True) -> CorrelationResult:
-    """Pearson r of ordered, dependent points (the snapshots of training trajectories) with a moving-block bootstrap
-    interval.
+def within_pearson(x: Sequence[float], y: Sequence[float], groups: Sequence, z: Sequence[float] | None = None, *,
+                   confidence: float = 0.95) -> CorrelationResult:
+    """Pearson r of the within-group deviations of ``x`` and ``y`` (each group's own mean taken out, as
+    :func:`within_group`), given ``z`` too when it is set, with the Fisher-z interval and t-test of independent
+    points: :func:`partial_pearson` on the group indicators (and ``z``), so the degrees of freedom lost to the group
+    means are counted.  One group gives :func:`pearson` (or :func:`partial_pearson` on ``z``)."""
+    xa = np.asarray(x, dtype=float).ravel()
+    codes = pd.factorize(np.asarray(groups))[0]
+    if codes.size != xa.size:
+        raise ValueError(f"x and groups must have the same length, got {xa.size} and {codes.size}")
+    dummies = (codes[:, None] == np.arange(1, codes.max() + 1)[None, :]).astype(float)
+    cov = dummies if z is None else np.column_stack([dummies, np.asarray(z, dtype=float).ravel()])
+    res = partial_pearson(xa, y, cov, confidence=confidence)
+    return dataclasses.replace(res, method="within_pearson")
 
-    Within each group (a trajectory; one group when ``groups`` is None) the points are kept in their order and
-    resampled as blocks of ``block`` consecutive points (Künsch's moving-block bootstrap), so neighbouring snapshots,
-    which resemble each other, are never treated as independent draws.  With ``center`` every group is centred first
-    (:func:`within_group`).  The interval is the percentile interval of r over ``n_boot`` resamples; the p-value is
-    NaN (no independent-sample test applies).  Needs at least ``block + 1`` points per group."""
-    if not isinstance(block, int) or block < 1:
+
+def _center(a: np.ndarray, columns: list) -> np.ndarray:
+    """Rows of ``a`` (resamples x points) with the mean of each group of columns taken out."""
+    out = a.copy()
+    for cols in columns:
+        out[:, cols] -= out[:, cols].mean(axis=1, keepdims=True)
+    return out
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _rowwise_r(x: np.ndarray, y: np.ndarray, z: np.ndarray | None, columns: list) -> np.ndarray:
+    """Pearson r of each row of ``x`` and ``y`` (resamples x points) after centring every group of ``columns`` and,
+    with ``z``, removing the least-squares fit on the centred ``z``; NaN where a side has no variance left (a
+    residual sum of squares below 1e-20 of the raw one: constant, or an exact function of ``z``)."""
+    tiny = 1e-20
+    scale = [_dot(a, a) for a in (x, y)]
+    xc, yc = _center(x, columns), _center(y, columns)
+    dead = np.zeros(x.shape[0], dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if z is not None:
+            zc = _center(z, columns)
+            zz = _dot(zc, zc)
+            dead |= zz <= tiny * _dot(z, z)
+            xc = xc - (_dot(xc, zc) / zz)[:, None] * zc
+            yc = yc - (_dot(yc, zc) / zz)[:, None] * zc
+        sxx, syy = _dot(xc, xc), _dot(yc, yc)
+        dead |= (sxx <= tiny * scale[0]) | (syy <= tiny * scale[1])
+        r = _dot(xc, yc) / np.sqrt(sxx * syy)
+    r = np.clip(r, -1.0, 1.0)
+    r[dead | ~np.isfinite(r)] = np.nan
+    return r
+
+
+def block_resamples(groups: Sequence[np.ndarray], n: int, block: int, n_boot: int, rng: np.random.Generator,
+                    circular: bool = True) -> np.ndarray:
+    """``n_boot`` block-bootstrap resamples of ``n`` ordered points as an (n_boot, n) index array: each group (an
+    array of the positions of its points, in order) is rebuilt from ceil(m / block) blocks of ``block`` consecutive
+    points with uniformly drawn starts, truncated to its size m, and stays in its own positions.  ``circular``
+    (Politis and Romano's circular block bootstrap) lets a block run past the last point into the first, so every
+    point is drawn equally often; otherwise (Künsch's moving blocks) a block starts only where it fits, and the
+    first and last points are drawn less often than the others."""
+    idx = np.empty((n_boot, n), dtype=int)
+    for ix in groups:
+        m = len(ix)
+        starts = rng.integers(0, m if circular else m - block + 1, size=(n_boot, math.ceil(m / block)))
+        pos = (starts[:, :, None] + np.arange(block)).reshape(n_boot, -1)[:, :m] % m
+        idx[:, ix] = ix[pos]
+    return idx
+
+
+def block_bootstrap_pearson(x: Sequence[float], y: Sequence[float], groups: Sequence | None = None, *,
+                            z: Sequence[float] | None = None, order: Sequence[float] | None = None, block: int = 3,
+                            n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+                            center: bool = True, circular: bool = True) -> CorrelationResult:
+    """Pearson r of ordered, dependent points (the snapshots of training trajectories) with a moving-block bootstrap
+    interval; with ``z``, the partial correlation given ``z``.
+
+    Within each group (a trajectory; one group when ``groups`` is None) the points are kept in their order (the
+    given order, or ascending ``order``) and resampled as blocks of ``block`` consecutive points
+    (:func:`block_resamples`), so neighbouring snapshots, which resemble each other, are never treated as
+    independent draws; every group keeps its size.  The blocks are circular by default: the first and last snapshots
+    of a trajectory, usually its most extreme ones, are then drawn as often as the others (with ``circular=False``,
+    Künsch's moving blocks, they are drawn less often, which pulls a correlation carried by the ends of a trajectory
+    toward 0).  With ``center`` the statistic is computed on within-group deviations
+    (:func:`within_group`, on every resample again), so pooled groups cannot correlate through their different
+    levels; without it only the overall mean is taken out.  With ``z`` (one covariate) both sides are first
+    residualised on ``z`` (after the same centring).
+
+    The interval is the percentile interval of r over the ``n_boot`` resamples; ``p_value`` is the matching
+    percentile-bootstrap p-value, 2·min(#{r* ≤ 0} + 1, #{r* ≥ 0} + 1) / (B + 1) over the B finite resamples (the
+    level at which the interval would just reach 0).  r is reported whenever it is defined; the interval and p are
+    NaN when a group has fewer than ``block + 1`` points or fewer than half of the resamples give a defined r."""
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise ValueError(f"block must be a positive int, got {block!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    xa, ya = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     ga = np.zeros(xa.size, dtype=int) if groups is None else pd.factorize(np.asarray(groups))[0]
-    if not (xa.size == ya.size == ga.size):
-        raise ValueError(f"x, y and groups must have the same length, got {xa.size}, {ya.size} and {ga.size}")
-    keep = np.isfinite(xa) & np.isfinite(ya)
-    xa, ya, ga = xa[keep], ya[keep], ga[keep]
-    if center and xa.size:
-        xa, ya = within_group(xa, ga), within_group(ya, ga)
+    za = None if z is None else np.asarray(z, dtype=float).ravel()
+    oa = np.arange(xa.size, dtype=float) if order is None else np.asarray(order, dtype=float).ravel()
+    sizes = {"x": xa.size, "y": ya.size, "groups": ga.size, "order": oa.size}
+    if za is not None:
+        sizes["z"] = za.size
+    if len(set(sizes.values())) != 1:
+        raise ValueError("x, y, groups, order and z must have the same length, got "
+                         + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    keep = np.isfinite(xa) & np.isfinite(ya) & np.isfinite(oa) & (np.isfinite(za) if za is not None else True)
+    xa, ya, ga, oa = xa[keep], ya[keep], ga[keep], oa[keep]
+    za = za[keep] if za is not None else None
+    perm = np.lexsort((oa, ga))  # groups contiguous, each in its order
+    xa, ya, ga = xa[perm], ya[perm], ga[perm]
+    za = za[perm] if za is not None else None
     n = int(xa.size)
-    r, _ = _r_and_p(xa, ya)
-    nan = CorrelationResult(r, n, math.nan, math.nan, math.nan, confidence, "block_bootstrap")
-    idx_by_group = [np.flatnonzero(ga == g) for g in np.unique(ga)]
-    if not np.isfinite(r) or any(len(ix) <= block for ix in idx_by_group):
+    columns = [np.flatnonzero(ga == g) for g in np.unique(ga)] if center else [np.arange(n)]
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        return _rowwise_r(xa[idx], ya[idx], None if za is None else za[idx], columns)
+
+    method = "block_bootstrap" if za is None else "block_bootstrap_partial"
+    r = float(stat(np.arange(n)[None, :])[0]) if n >= 2 else math.nan
+    nan = CorrelationResult(r, n, math.nan, math.nan, math.nan, confidence, method)
+    by_group = [np.flatnonzero(ga == g) for g in np.unique(ga)]
+    if not math.isfinite(r) or any(len(ix) <= block for ix in by_group):
         return nan
-    rng = np.random.default_rng(seed)
-    rs = np.empty(n_boot)
-    for b in range(n_boot):
-        pick = []
-        for ix in idx_by_group:
-            m = len(ix)
-            starts = rng.integers(0, m - block + 1, size=math.ceil(m / block))
-            pick.append(ix[(starts[:, None] + np.arange(block)).ravel()[:m]])
-        p = np.concatenate(pick)
-        rs[b] = _r_and_p(xa[p], ya[p])[0]
+    rs = stat(block_resamples(by_group, n, block, n_boot, np.random.default_rng(seed), circular))
     rs = rs[np.isfinite(rs)]
-    if rs.size < n_boot // 2:
+    if rs.size < max(1, n_boot // 2):
         return nan
     lo, hi = np.quantile(rs, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return CorrelationResult(r, n, float(lo), float(hi), math.nan, confidence, "block_bootstrap")
+    p = min(1.0, 2.0 * min(int((rs <= 0).sum()) + 1, int((rs >= 0).sum()) + 1) / (rs.size + 1))
+    return CorrelationResult(r, n, float(lo), float(hi), float(p), confidence, method)

@@ -5,7 +5,8 @@ and the rows of its tables read back from the store once the plan has run.
   ("baseline"), PAGS and PEGS@N, the controls (the layer-wise shuffle of each ticket, the generator's ticket at θ_N
   trained from θ_N, the dense network) and the LTH / Early-Bird baselines, each trained once.
 - :func:`itop_plan`: the ITOP correlation study (paper B, Figs 2–4): one ITOP-Rand run per model and seed, then the
-  static retraining of evenly spaced snapshots.
+  static retraining of evenly spaced snapshots (and of a few of them again with other seeds, for the retraining
+  noise); :func:`itop_runs` reads back one row per snapshot (its metrics and retrained accuracy).
 
 A plan is static: every unit and its key is known before anything runs (the ITOP update steps follow from the data
 size and the recipe), so a Slurm login node can plan runs it cannot execute.
@@ -27,8 +28,9 @@ from .driver import Plan
 from .params import ChapterConfig
 from .units import EarlyBird, ItopDST, ItopRetrain, LTHRound, Pretrain, Sample, Shuffle, Ticket, Train
 
-__all__ = ["Row", "TablePlan", "table_plan", "table_runs", "premise_plan", "ItopPlan", "itop_plan", "itop_update_steps",
-           "select_snapshots", "ticket_unit", "pretrain_unit"]
+__all__ = ["Row", "TablePlan", "table_plan", "table_runs", "premise_plan", "ItopPlan", "itop_plan", "itop_runs",
+           "itop_replicates", "itop_total_steps", "itop_update_steps", "select_snapshots", "ticket_unit",
+           "pretrain_unit", "NOISE_SEED_BASE"]
 
 
 @dataclass(frozen=True)
@@ -199,35 +201,104 @@ def select_snapshots(steps: Sequence[int], count: Optional[int]) -> list:
     return [steps[i] for i in idx]
 
 
+def itop_total_steps(cfg: ChapterConfig) -> int:
+    """The optimiser steps of one ITOP-Rand run (data size, batch size and epochs fix them)."""
+    return cfg.itop_train.epochs * math.ceil(_train_size(cfg) / cfg.itop_train.recipe.batch_size)
+
+
 def itop_update_steps(cfg: ChapterConfig) -> list:
     """The optimiser steps after which ITOP-Rand updates the topology: every ``update_interval`` steps, strictly
-    before the last step of the run (data size, batch size and epochs fix the number of steps)."""
-    n_train = _train_size(cfg)
-    total = cfg.itop_train.epochs * math.ceil(n_train / cfg.itop_train.recipe.batch_size)
-    return list(range(cfg.itop.update_interval, total, cfg.itop.update_interval))
+    before the last step of the run."""
+    return list(range(cfg.itop.update_interval, itop_total_steps(cfg), cfg.itop.update_interval))
 
 
 def _train_size(cfg: ChapterConfig) -> int:
     return len(cfg.data.load().train)
 
 
+#: the first training seed of the extra retrainings that measure the retraining noise (:func:`itop_plan`)
+NOISE_SEED_BASE = 1000
+
+
 @dataclass
 class ItopPlan:
-    """The ITOP study's plan and its (model, seed, step) → retraining unit map."""
+    """The ITOP study's plan: ``dst`` maps (model, seed) to the ITOP-Rand run, ``retrains`` lists ((model, seed,
+    step), retraining) in table order, and ``noise`` ((model, seed, step, retraining seed), retraining) the extra
+    retrainings of some snapshots with other training seeds."""
 
     plan: Plan
     dst: dict
     retrains: list
+    noise: list = dataclasses.field(default_factory=list)
 
 
-def itop_plan(cfg: ChapterConfig) -> ItopPlan:
-    """One ITOP-Rand run per (model, seed) and the retraining of ``cfg.snapshots`` evenly spaced snapshots of each."""
+def itop_plan(cfg: ChapterConfig, *, noise_snapshots: int = 0, noise_seeds: int = 1) -> ItopPlan:
+    """One ITOP-Rand run per (model, seed) and the retraining of ``cfg.snapshots`` evenly spaced snapshots of each.
+
+    With ``noise_snapshots`` > 0, that many of each trajectory's retrained snapshots (evenly spaced, first and last
+    included) are retrained ``noise_seeds`` more times with other training seeds (``NOISE_SEED_BASE``, +1, ...,
+    never the trajectory's own), so that the retraining noise of the accuracy axis can be measured."""
+    for name, v, low in (("noise_snapshots", noise_snapshots, 0), ("noise_seeds", noise_seeds, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
     steps = select_snapshots(itop_update_steps(cfg), cfg.snapshots)
-    dst, retrains = {}, []
+    if not steps:
+        raise ValueError(f"the ITOP run has no topology update: update_interval {cfg.itop.update_interval} is not "
+                         f"smaller than the {itop_total_steps(cfg)} optimiser steps of the run")
+    dst, retrains, noise = {}, [], []
     for name in cfg.models:
         model = cfg.model_for(name)
         for seed in cfg.seeds:
             d = ItopDST(model, cfg.data, seed, cfg.itop, cfg.itop_train, cfg.exec)
             dst[(name, seed)] = d
             retrains += [((name, seed, s), ItopRetrain(d, s, cfg.retrain, cfg.retrain_from)) for s in steps]
-    return ItopPlan(Plan([u for _, u in retrains], name="ITOP study"), dst, retrains)
+            others = [r for r in range(NOISE_SEED_BASE, NOISE_SEED_BASE + noise_seeds + 1) if r != seed][:noise_seeds]
+            for s in (select_snapshots(steps, noise_snapshots) if noise_snapshots else []):
+                noise += [((name, seed, s, r), ItopRetrain(d, s, cfg.retrain, cfg.retrain_from, seed=r))
+                          for r in others]
+    return ItopPlan(Plan([u for _, u in retrains + noise], name="ITOP study"), dst, retrains, noise)
+
+
+def itop_runs(ip: ItopPlan, store: Optional[RunStore] = None, *, convention: str = "neurips2023") -> pd.DataFrame:
+    """One row per retrained snapshot of a plan that has run: ``model``, ``seed``, ``step`` (the optimiser step after
+    which the topology was updated), ``death_rate``, ``density``, the metrics of
+    :func:`~pags_core.analysis.snapshot_metrics` of (M_t, |θ_t|) with the anchor distances from (M_0, θ0) and
+    (M_t, θ0) (columns named as :data:`~pags_core.analysis.ITOP_METRICS`), ``test_acc`` (% at the first
+    best-validation epoch of the retraining), ``final_test_acc``, ``best_val_acc`` (%),
+    ``nonzero_outside_mask`` (must be 0) and ``retrain_s`` (seconds)."""
+    from ..analysis.itop import snapshot_metrics
+    from ..spectral import anchor_reference
+
+    store = store if store is not None else RunStore()
+    anchors: dict = {}
+    rows = []
+    for (name, seed, step), unit in ip.retrains:
+        d = ip.dst[(name, seed)]
+        if (name, seed) not in anchors:
+            anchor, net = d.snapshot(store, 0), d.model.build(seed)
+            ref = anchor_reference(net, anchor.mask, initial_weights=anchor.state, initial_mask=anchor.mask,
+                                   reference="initial", convention=convention, progress=False)
+            anchors[(name, seed)] = (anchor, net, ref)
+        anchor, net, ref = anchors[(name, seed)]
+        snap = d.snapshot(store, step)
+        metrics = snapshot_metrics(net, snap.mask, weights=snap.state, convention=convention,
+                                   initial_weights=anchor.state, initial_reference=ref)
+        res = unit.result(store)
+        rows.append({"model": name, "seed": seed, "step": step, "death_rate": snap.death_rate,
+                     "density": snap.density, **metrics, "test_acc": 100.0 * float(res["test_acc"]),
+                     "final_test_acc": 100.0 * float(res["final_test_acc"]),
+                     "best_val_acc": 100.0 * float(res["best_val_acc"]),
+                     "nonzero_outside_mask": int(res["nonzero_outside_mask"]), "retrain_s": float(res["seconds"])})
+    return pd.DataFrame(rows)
+
+
+def itop_replicates(ip: ItopPlan, store: Optional[RunStore] = None) -> pd.DataFrame:
+    """Every retraining of the snapshots that the plan retrains more than once (``ip.noise``), the trajectory's own
+    included: ``model``, ``seed``, ``step``, ``retrain_seed``, ``test_acc`` (%)."""
+    store = store if store is not None else RunStore()
+    main = dict(ip.retrains)
+    again = {(m, s, t) for (m, s, t, _), _ in ip.noise}
+    units = [(k, main[k]) for k in main if k in again] + [((m, s, t), u) for (m, s, t, _), u in ip.noise]
+    return pd.DataFrame([{"model": m, "seed": s, "step": t, "retrain_seed": u.train_seed,
+                          "test_acc": 100.0 * float(u.result(store)["test_acc"])} for (m, s, t), u in units],
+                        columns=["model", "seed", "step", "retrain_seed", "test_acc"])

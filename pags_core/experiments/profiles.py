@@ -20,7 +20,7 @@ __all__ = ["Deviation", "Profile", "PROFILES", "get_profile", "CHAPTERS"]
 #: the chapters that take a profile, and the configuration fields each one uses (its deviations are those of these)
 CHAPTERS: Mapping[str, tuple] = MappingProxyType({
     "weighted_metrics": ("data", "model", "density", "generators", "score_batches", "score_batch_size", "rounds"),
-    "itop": ("data", "model", "models", "itop", "train", "retrain", "snapshots", "seeds", "exec"),
+    "itop": ("data", "model", "density", "models", "itop", "train", "retrain", "snapshots", "seeds", "exec"),
     "pags": ("data", "model", "density", "train", "seeds", "generators", "score_batches", "score_batch_size",
              "baseline_batches", "population", "premise_masks", "exec"),
     "pegs": ("data", "model", "density", "train", "seeds", "generators", "score_batches", "score_batch_size",
@@ -96,6 +96,12 @@ _PAPER_VALUES = {
 #: the PAGS and adapting chapters train no PEGS ticket and no LTH/EB baseline (the PEGS chapter does)
 _PAGS_CHAPTER = {"pegs_iters": (), "baselines": ()}
 
+#: both profiles grow ITOP-Rand's new weights only where no weight was before the update
+_REGROW_DEAD = Deviation(
+    "regrow_dead", "itop", True, "growth excludes the positions just dropped (regrow_dead=False)",
+    "every update then moves exactly its death count of weights per layer to new positions",
+    "ITOP's Bernoulli growth, which allows them")
+
 PROFILES.register("paper", Profile(
     name="paper", values=MappingProxyType(dict(_PAPER_VALUES)),
     chapters={"pags": _PAGS_CHAPTER, "custom": _PAGS_CHAPTER},
@@ -103,6 +109,7 @@ PROFILES.register("paper", Profile(
         Deviation("lth_rounds", "lth_rounds", 21, "LTH in 5 rounds with the geometric density schedule D^(r/5)", "compute: each "
                   "round is a full 250-epoch training; 20 %-per-round pruning needs about 21 rounds to reach 0.01",
                   "about 21 rounds of 20 % pruning"),
+        _REGROW_DEAD,
     )))
 
 PROFILES.register("book", Profile(
@@ -117,7 +124,7 @@ PROFILES.register("book", Profile(
         "device": "cpu", "threads": 1, "executor": "processes", "workers": 2,
     }),
     chapters={"weighted_metrics": {"generators": ("random", "erk", "snip", "grasp", "magnitude", "synflow")},
-              "pags": _PAGS_CHAPTER, "custom": _PAGS_CHAPTER},
+              "pags": _PAGS_CHAPTER, "custom": _PAGS_CHAPTER, "itop": {"seeds": (0, 1)}},
     deviations=(
         Deviation("dataset", "data", "cifar100", "MNIST-5k at 14x14 (3500 training, 500 validation and 1000 test "
                   "images)", "the book is built offline on a 2-core CPU: CIFAR cannot be downloaded here and its "
@@ -140,13 +147,14 @@ PROFILES.register("book", Profile(
                   "kinds of score cost only seconds", "SNIP, GraSP, ERK and Random", chapters=("weighted_metrics",)),
         Deviation("lth_rounds", "lth_rounds", 21, "LTH in 3 rounds with the geometric density schedule D^(r/3), rewinding to the "
                   "last PEGS step", "CPU budget", "about 21 rounds of 20 % pruning"),
-        Deviation("update_interval", "itop", 1500, "an ITOP topology update every 10 steps", "the book trains 160 steps in "
+        Deviation("update_interval", "itop", 1500, "an ITOP topology update every 10 steps", "the book trains 140 steps in "
                   "all", "every 1500 steps"),
         Deviation("snapshots", "snapshots", 75, "10 retrained snapshots per trajectory", "CPU budget", "about 75"),
         Deviation("retrain_epochs", "retrain", 250, "5-epoch retraining of each snapshot", "CPU budget", "250 epochs"),
         Deviation("models", "models", ("resnet18", "resnet34"), "ResNet18 only", "at this size the ResNet34 snapshots' "
                   "accuracy spread is below the retraining noise: no correlation could be detected",
                   "ResNet18 and ResNet34"),
+        _REGROW_DEAD,
     )))
 
 

@@ -513,7 +513,9 @@ class ItopDST(Unit):
 @dataclass(frozen=True)
 class ItopRetrain(Unit):
     """Static sparse retraining of the ITOP snapshot at ``step`` (its mask fixed) from θ_t (``retrain_from=
-    "snapshot"``) or from θ0 (``"init"``)."""
+    "snapshot"``) or from θ0 (``"init"``).  ``seed`` is the training seed of the retraining (data order); None, or
+    the trajectory's own seed, means the trajectory's seed (both give the same key).  Another seed retrains the same
+    snapshot again: the spread of such retrainings is the noise of the accuracy axis."""
 
     kind: ClassVar[str] = "itop_retrain"
     result_keys: ClassVar[tuple] = ("test_acc", "best_val_acc", "nonzero_outside_mask")
@@ -521,17 +523,35 @@ class ItopRetrain(Unit):
     step: int
     train: TrainSpec
     retrain_from: str = "snapshot"
+    seed: Optional[int] = None
 
     def __post_init__(self):
         if self.retrain_from not in ("snapshot", "init"):
             raise ValueError(f"unknown retrain_from {self.retrain_from!r}; valid choices: snapshot, init")
+        if self.seed is not None:
+            if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+                raise ValueError(f"the retraining seed must be an int >= 0 or None, got {self.seed!r}")
+            if self.seed == self.dst.seed:
+                object.__setattr__(self, "seed", None)
+
+    def __canonical__(self) -> dict:  # without a seed of its own the key is the one of a unit without the field
+        out = super().__canonical__()
+        if out["seed"] is None:
+            del out["seed"]
+        return out
+
+    @property
+    def train_seed(self) -> int:
+        """The seed the retraining runs with (the trajectory's unless ``seed`` is set)."""
+        return self.dst.seed if self.seed is None else self.seed
 
     @property
     def exec(self) -> ExecSpec:
         return self.dst.exec
 
     def label(self) -> str:
-        return f"retrain {self.dst.label()} step {self.step}"
+        extra = f" (retraining seed {self.seed})" if self.seed is not None else ""
+        return f"retrain {self.dst.label()} step {self.step}{extra}"
 
     def deps(self) -> tuple:
         return (self.dst,)
@@ -542,7 +562,7 @@ class ItopRetrain(Unit):
         net = self.dst.model.build(self.dst.seed)
         net.load_state_dict(start)
         res = train(net, ctx.data(self.dst.data), self.train.recipe, mask=snap.mask.clone(), device=ctx.device,
-                    seed=self.dst.seed, epochs=self.train.epochs, max_iters=self.train.max_iters,
+                    seed=self.train_seed, epochs=self.train.epochs, max_iters=self.train.max_iters,
                     progress=ctx.progress, checkpoint=ctx.path("checkpoint.pt"))
         outside = sum(int(((p.detach().cpu() != 0) & ~snap.mask[n].cpu()).sum())
                       for n, p in prunable_parameters(net).items())
