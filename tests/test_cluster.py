@@ -230,3 +230,54 @@ def test_options_reach_slurm_and_bad_ones_fail_early(cluster, tmp_path):
             pass
     assert ex.folder == (tmp_path / "slurm").absolute() and "1 CPU per job" in ex.describe()
     ex.shutdown()
+
+
+def test_a_chapter_sweep_survives_preemption_and_equals_the_serial_table(cluster, tmp_path):
+    """The PAGS chapter's plan (tiny: synthetic data, width 1/8) through the slurm executor; a training job is
+    preempted after its first epoch checkpoint, is requeued, resumes from that checkpoint, and the table equals the one
+    the same plan gives serially."""
+    import dataclasses
+    import threading
+
+    from pags_core import experiments as ex
+
+    def config(store, executor):
+        cfg = ex.resolve("pags", profile="book", dataset="synthetic", seeds=[0], generators=["erk"], population=2,
+                         epochs=4, controls=["dense"], executor=executor, store=str(store),
+                         data_options={"image_size": 8, "n_train": 1536, "n_test": 128})
+        return cfg.replace(model=dataclasses.replace(cfg.model, width=1 / 8))
+
+    store = tmp_path / "store"
+    cfg = config(store, "slurm")
+    tp = ex.table_plan(cfg, methods=["baseline", "PAGS", "dense"])
+    errors = []
+
+    def drive():
+        try:
+            ex.run_plan(tp.plan, progress=False, **{**cfg.execution(), "time_min": 60, "poll_s": 0.5, "grace_s": 5})
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    trains = [r.train for r in tp.rows]
+
+    def checkpointed():
+        return next((u for u in trains if (u.folder(RunStore(store)) / "checkpoint.pt").is_file()), None)
+
+    toy.wait_for(lambda: checkpointed() is not None, 300, "a training run's first epoch checkpoint")
+    victim = checkpointed()
+    log = victim.folder(RunStore(store)) / "log.txt"
+    pid = int(re.search(r"Slurm job \S+ \(restart 0\) on \S+, pid (\d+)", log.read_text())[1])
+    _preempt(pid)
+    driver.join(timeout=600)
+    assert not driver.is_alive() and not errors, errors
+    text = log.read_text()
+    assert "(restart 1)" in text, text
+    assert re.search(r"train: resuming from the checkpoint .* after epoch [1-3]", text), text
+
+    serial = config(tmp_path / "serial", "serial")
+    ex.run_plan(tp.plan, progress=False, **serial.execution())
+    cols = ["seed", "generator", "method", "test_acc", "best_val_acc", "density_realised", "ticket_key"]
+    slurm_table = ex.table_runs(tp, RunStore(store))[cols]
+    assert slurm_table.equals(ex.table_runs(tp, RunStore(tmp_path / "serial"))[cols]), slurm_table

@@ -83,7 +83,7 @@ class _RequeuedCall:
               + (f"; its output goes to {self.log}" if self.log else ""), flush=True)
         with _redirect_output(self.log):
             print(f"pags: Slurm job {_job_id_here()} (restart {os.environ.get('SLURM_RESTART_COUNT', '0')}) on "
-                  f"{os.uname().nodename}", flush=True)
+                  f"{os.uname().nodename}, pid {os.getpid()}", flush=True)
             try:
                 return self.fn(*args, **kwargs)
             except Exception as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
@@ -194,6 +195,8 @@ def train(model: nn.Module, data, recipe: "str | Recipe" = "book", *, mask: Opti
         step = int(ck["step"])
         best_val, best_epoch, best_test = float(ck["best_val"]), int(ck["best_epoch"]), float(ck["best_test"])
         start_epoch, elapsed_before = int(ck["epoch"]), float(ck["elapsed"])
+        print(f"train: resuming from the checkpoint {ckpt_path} after epoch {start_epoch} (step {step})",
+              file=sys.stderr, flush=True)
     state.step, state.epoch = step, start_epoch
 
     def _eval(split_batches):
