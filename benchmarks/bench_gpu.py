@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     suffix = f"{dev.type}{'_smoke' if args.smoke else ''}"
     out = Path(args.out) if args.out else HERE / "results" / f"gpu_{suffix}"
     md = table.to_markdown(index=False, floatfmt=".4g")
-    text = (f"# GPU figures (issue 14){' — SMOKE run, shrunk sizes' if args.smoke else ''}\n\n"
+    text = (f"# GPU figures{' — SMOKE run, shrunk sizes' if args.smoke else ''}\n\n"
             f"Command: `{COMMAND} --device {args.device}{' --smoke' if args.smoke else ''}`\n\n"
             f"Device: {name}; torch {torch.__version__}; total wall-clock {time.perf_counter() - clock.t0:.0f} s; "
             f"configuration {cfg}.\n\n{md}\n")
