@@ -206,6 +206,17 @@ def _check_batches(n, batch_size, name: str) -> tuple:
     return (None if n is None else check_count(n, name)), check_count(batch_size, "score_batch_size")
 
 
+def _generator_options(gen: str, data, opts: Mapping[str, Any]) -> dict:
+    """The generator's options for one call: data-driven generators need ``data``; SynFlow reads its input shape from
+    it when no ``input_shape`` is given."""
+    if GENERATORS[gen].needs_data and data is None:
+        raise ValueError(f"generator {gen!r} scores with mini-batches: pass data=")
+    out = dict(opts)
+    if gen == "synflow" and "input_shape" not in out and data is not None:
+        out["input_shape"] = tuple(int(s) for s in data.input_shape)
+    return out
+
+
 def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, baseline_batches: int | None = None,
                     score_batch_size: int = 100, seed: int = 0, rounds: int = 100, device="auto",
                     generate_fn: Callable[..., Mask] | None = None, **generator_opts) -> Mask:
@@ -218,11 +229,7 @@ def baseline_ticket(model: nn.Module, data, generator: str, density: float, *, b
     baseline_batches, score_batch_size = _check_batches(baseline_batches, score_batch_size, "baseline_batches")
     dev = resolve_device(device)
     needs_data = GENERATORS[gen].needs_data
-    if needs_data and data is None:
-        raise ValueError(f"generator {gen!r} scores with mini-batches: pass data=")
-    opts = dict(generator_opts)
-    if gen == "synflow" and "input_shape" not in opts and data is not None:
-        opts["input_shape"] = tuple(int(s) for s in data.input_shape)
+    opts = _generator_options(gen, data, generator_opts)
     batches = _batches_for(data if needs_data else None, baseline_batches, score_batch_size, seed, dev)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*pruned .* layer\\(s\\) to nothing.*")
@@ -240,9 +247,7 @@ def population_sample(model: nn.Module, data, generator: str, density: float, k:
     score_batches, score_batch_size = _check_batches(score_batches, score_batch_size, "score_batches")
     dev = resolve_device(device)
     s = sample_seed(seed, k)
-    opts = dict(generator_opts)
-    if gen == "synflow" and "input_shape" not in opts and data is not None:
-        opts["input_shape"] = tuple(int(x) for x in data.input_shape)
+    opts = _generator_options(gen, data, generator_opts)
     batches = _batches_for(data if GENERATORS[gen].needs_data else None, score_batches, score_batch_size, s, dev)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*pruned .* layer\\(s\\) to nothing.*")
@@ -316,11 +321,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
     noise = default_noise(gen) if noise is None else check_noise(noise)
     generate = generate_fn or generate_mask
     needs_data = GENERATORS[gen].needs_data
-    if needs_data and data is None:
-        raise ValueError(f"generator {gen!r} scores with mini-batches: pass data=")
-    opts = dict(generator_opts)
-    if gen == "synflow" and "input_shape" not in opts and data is not None:
-        opts["input_shape"] = tuple(int(s) for s in data.input_shape)
+    opts = _generator_options(gen, data, generator_opts)
     config = {
         "generator": gen, "density": density, "population": population, "score_batches": score_batches,
         "score_batch_size": score_batch_size, "baseline_batches": baseline_batches, "noise": noise, "rule": rule,
