@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -42,14 +43,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=2, help="seeds of the PAGS table (default 2)")
     ap.add_argument("--workers", type=int, default=2, help="workers of the process pool (default 2)")
+    ap.add_argument("--repeats", type=int, default=1, help="serial/pool pairs, in alternating order (default 1)")
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        t_serial, serial, n = run("serial", 1, args.seeds, Path(a))
-        t_pool, pool, _ = run("processes", args.workers, args.seeds, Path(b))
+    walls = {"serial": [], "processes": []}
+    tables = {}
+    for r in range(args.repeats):
+        order = ("serial", "processes") if r % 2 == 0 else ("processes", "serial")
+        for name in order:
+            with tempfile.TemporaryDirectory() as root:
+                t, table, n = run(name, 1 if name == "serial" else args.workers, args.seeds, Path(root))
+            walls[name].append(t)
+            tables.setdefault(name, table)
     cols = ["seed", "generator", "method", "test_acc", "best_val_acc", "density_realised"]
-    same = serial[cols].equals(pool[cols])
+    same = tables["serial"][cols].equals(tables["processes"][cols])
     load1 = os.getloadavg()[0]
+    t_serial, t_pool = statistics.median(walls["serial"]), statistics.median(walls["processes"])
     rows = [("serial (1 process)", t_serial), (f"processes ({args.workers} workers)", t_pool)]
     table = "\n".join([
         f"# Executors: the book's PAGS table, serial against the process pool",
@@ -59,13 +68,18 @@ def main() -> None:
         f"Plan: the PAGS chapter's table of the book profile for {args.seeds} seed(s): {n} runs (tickets and "
         "training), each executor into a fresh store.",
         "",
-        "| executor | wall seconds | runs per minute |",
+        f"Repeats: {args.repeats} (serial and pool alternate which goes first); the table gives medians; every wall "
+        f"time: serial {', '.join(f'{t:.1f}' for t in walls['serial'])} s, pool "
+        f"{', '.join(f'{t:.1f}' for t in walls['processes'])} s.",
+        "",
+        "| executor | wall seconds (median) | runs per minute |",
         "| --- | --- | --- |",
         *[f"| {name} | {t:.1f} | {60 * n / t:.1f} |" for name, t in rows],
         "",
         f"Speed-up of the pool: **{t_serial / t_pool:.2f}x**. Same stored results in both stores: **{same}**.",
         "",
-        "Re-run: `.venv/bin/python benchmarks/bench_executors.py " + f"--seeds {args.seeds} --workers {args.workers}`.",
+        "Re-run: `.venv/bin/python benchmarks/bench_executors.py " + f"--seeds {args.seeds} --workers {args.workers} "
+        f"--repeats {args.repeats}`.",
     ])
     print(table)
     out = HERE / "results" / "executors_cpu.md"
