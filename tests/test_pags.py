@@ -118,6 +118,43 @@ def test_pags_provenance_and_density_drift(data, tiny_model):
     assert set(res.costs) >= {"generator_s", "scoring_s", "baseline_generator_s", "selection_s", "wall_s"}
 
 
+def test_pags_scores_grouped_and_depthwise_layers_as_their_true_graphs(data):
+    """The population is scored at θ with every layer's true graph: each stored per-layer value equals the dense
+    oracle of the block-diagonal graph (and differs from the dense unrolling of the stored weight shape)."""
+    from torch import nn
+
+    from pags_core.spectral import reference_layer_spectrum
+
+    torch.manual_seed(0)
+    c = data.in_channels
+    model = nn.Sequential(nn.Conv2d(c, 12, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(12, 12, 3, padding=1, groups=12), nn.ReLU(),  # depthwise: fan-out 1
+                          nn.Conv2d(12, 24, 3, padding=1, groups=3), nn.ReLU(),   # grouped: 3 blocks
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, data.num_classes), nn.LogSoftmax(1))
+    res = pags(model, data, "snip", 0.3, population=3, seed=1, device="cpu", score_batches=1, score_batch_size=16,
+               baseline_batches=1)
+    names = list(pc.prunable_parameters(model))
+    groups = {n: g.groups for n, g in pc.layer_geometry(model).items()}
+    assert [groups[n] for n in names] == [1, 12, 3, 1]
+    for j, n in enumerate(names):
+        w = dict(model.named_parameters())[n].detach()
+        ref = reference_layer_spectrum(res.baseline_mask[n], w, groups=groups[n])
+        assert res.baseline["full_spectrum"][j] == pytest.approx(ref["full_spectrum"], rel=1e-9, abs=1e-12), n
+        assert res.baseline["imdb"][j] == pytest.approx(ref["imdb"], rel=1e-9, abs=1e-12), n
+    # the depthwise layer fails the gates in every mask: FS = 0 and Δr_imdb = 0 everywhere
+    dw = names.index("2.weight")
+    assert res.baseline["full_spectrum"][dw] == 0 and (res.population["full_spectrum"][:, dw] == 0).all()
+    assert (res.population["imdb"][:, dw] == 0).all()
+    # read as the dense unrolling of its stored shape (groups = 1), the dense depthwise layer would pass the gates
+    w = dict(model.named_parameters())["2.weight"].detach()
+    dense = torch.ones_like(w, dtype=torch.bool)
+    assert reference_layer_spectrum(dense, w)["valid"] and not reference_layer_spectrum(dense, w, groups=12)["valid"]
+    # the stitched ticket's recorded values are those of the model's own spectrum
+    again = pc.model_spectrum(model, res.mask)
+    np.testing.assert_allclose(again["full_spectrum"].to_numpy(), res.selection.values["full_spectrum"], rtol=1e-9,
+                               atol=1e-12)
+
+
 def test_pags_network_selection_keeps_one_whole_sample(data, tiny_model):
     model = tiny_model(data)
     res = pags(model, data, "random", 0.05, population=3, seed=5, device="cpu", selection="network")

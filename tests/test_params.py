@@ -84,6 +84,19 @@ def test_bad_profile_and_chapter():
         get_profile("laptop")
 
 
+def test_the_adapting_chapter_prints_only_its_own_deviations():
+    cfg = resolve("custom", profile="book", model_factory="math:sqrt")  # any importable callable labels the model
+    assert cfg.model.width == 1.0 and cfg.seeds == (0, 1) and cfg.pegs_iters == () and cfg.baselines == ()
+    text = cfg.describe()
+    assert "ResNet18" not in text and "width-1/8" not in text and "paper A's claim" not in text
+    assert {d.field for d in cfg.deviations} == {"dataset", "epochs", "score_batches", "population", "generators",
+                                                 "density"}
+    wide = resolve("custom", profile="book", model_factory="math:sqrt", width=0.5)
+    assert [str(d) for d in wide.deviations if d.field == "width"] == [
+        "a width multiplier other than 1 instead of the network as its factory builds it (width 1): set by -p width"]
+    assert resolve("custom", profile="paper", model_factory="math:sqrt").deviations == ()
+
+
 def test_configure_reads_a_notebooks_globals_and_rejects_unknown_plain_values():
     import math
 
@@ -232,7 +245,7 @@ def _code_cells(name):
 
 
 #: known defects in notebooks outside this test's branch; strict, so the marker must go once they are fixed
-_HELP_XFAIL = {"custom_architecture": "its 'seeds' comment contains '=', so papermill --help-notebook drops it"}
+_HELP_XFAIL: dict = {}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=_HELP_XFAIL[p.stem], strict=True))
@@ -265,6 +278,11 @@ def _run_first_cells(name, **injected):
     ("weighted_metrics", {"paper_generators": "snip"}, r"'paper_generators': unknown value\(s\) 'snip'"),
     ("weighted_metrics", {"paper_density": 1.5}, r"'paper_density' must lie in \(0, 1\]"),
     ("weighted_metrics", {"profile": "laptop"}, r"'profile': unknown value\(s\) 'laptop'"),
+    ("custom_architecture", {"sed": 1}, r"unknown parameter\(s\) 'sed' for the 'custom' chapter"),
+    ("custom_architecture", {"width": 0}, r"'width' must be > 0, got 0"),
+    ("custom_architecture", {"depthwise_width": "-1"}, r"'depthwise_width' must be > 0"),
+    ("custom_architecture", {"depthwise_factory": "book_models:no_such_net"},
+     r"'depthwise_factory' is not an importable model factory \(module 'book_models' has no attribute"),
     ("ramanujan_basics", {"seed": 1.5}, "'seed' must be an integer, got 1.5"),
     ("ramanujan_basics", {"sed": 1}, r"unknown parameter\(s\) 'sed' for the 'ramanujan_basics' chapter"),
     ("ramanujan_basics", {"densities": "[0.1, 0]"}, r"'densities' must lie in \(0, 1\]"),
@@ -275,7 +293,8 @@ def _run_first_cells(name, **injected):
     ("ramanujan_basics", {"paper_a_density": 0.3}, r"'paper_a_density' must be one of paper A's densities"),
     ("ramanujan_basics", {"group_density": "x"}, "'group_density' must be a number, got 'x'"),
 ])
-def test_chapter_notebooks_reject_bad_parameters_in_their_first_cell(name, injected, match):
+def test_chapter_notebooks_reject_bad_parameters_in_their_first_cell(name, injected, match, monkeypatch):
+    monkeypatch.syspath_prepend(str(_NOTEBOOKS))  # the adapting chapter's models live next to the notebooks
     with pytest.raises(ParameterError, match=match):
         _run_first_cells(name, **injected)
 

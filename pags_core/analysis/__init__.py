@@ -1,8 +1,11 @@
-"""Analysis: correlations with intervals, paired comparisons with honest verdicts, the chapters' result tables and
-the ITOP study's snapshot metrics and correlation table."""
+"""Analysis: correlations with intervals, paired comparisons with honest verdicts, the chapters' result tables,
+the ITOP study's snapshot metrics and correlation table, which parameters a model's masks cover and the density
+each layer needs to pass the gates."""
 from __future__ import annotations
 
 from .comparisons import holm, multiple_comparison_note, paired_comparison, paired_differences, sign_flip_pvalue
+from .coverage import ROLES, parameter_coverage
+from .gates import ALLOCATIONS, gate_density, gate_table, min_gate_density
 from .correlation import CorrelationResult, block_bootstrap_pearson, correlation_table, fisher_z_interval, \
     partial_pearson, pearson, spearman, within_group, within_pearson
 from .itop import BCODE_VGG_FILTER, ITOP_METRICS, ITOP_REFERENCES, accuracy_reliability, apply_bcode_filter, \
@@ -14,6 +17,7 @@ from .tables import REFERENCE_ROWS, accuracy_table, cost_table, kept_counts, met
 
 __all__ = [
     "holm", "multiple_comparison_note", "paired_comparison", "paired_differences", "sign_flip_pvalue",
+    "ROLES", "parameter_coverage", "ALLOCATIONS", "gate_density", "gate_table", "min_gate_density",
     "CorrelationResult", "block_bootstrap_pearson", "correlation_table", "fisher_z_interval", "partial_pearson",
     "pearson", "spearman", "within_group", "within_pearson",
     "BCODE_VGG_FILTER", "ITOP_METRICS", "ITOP_REFERENCES", "accuracy_reliability", "apply_bcode_filter",

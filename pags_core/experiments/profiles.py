@@ -95,6 +95,9 @@ _PAPER_VALUES = {
 
 #: the PAGS and adapting chapters train no PEGS ticket and no LTH/EB baseline (the PEGS chapter does)
 _PAGS_CHAPTER = {"pegs_iters": (), "baselines": ()}
+#: the adapting chapter in the book profile: the reader's model as its factory builds it (width 1), two seeds (its
+#: share of the book's CPU budget is about one minute)
+_CUSTOM_BOOK = {**_PAGS_CHAPTER, "width": 1.0, "seeds": (0, 1)}
 
 #: both profiles grow ITOP-Rand's new weights only where no weight was before the update
 _REGROW_DEAD = Deviation(
@@ -124,7 +127,7 @@ PROFILES.register("book", Profile(
         "device": "cpu", "threads": 1, "executor": "processes", "workers": 2,
     }),
     chapters={"weighted_metrics": {"generators": ("random", "erk", "snip", "grasp", "magnitude", "synflow")},
-              "pags": _PAGS_CHAPTER, "custom": _PAGS_CHAPTER, "itop": {"seeds": (0, 1)}},
+              "pags": _PAGS_CHAPTER, "custom": _CUSTOM_BOOK, "itop": {"seeds": (0, 1)}},
     deviations=(
         Deviation("dataset", "data", "cifar100", "MNIST-5k at 14x14 (3500 training, 500 validation and 1000 test "
                   "images)", "the book is built offline on a 2-core CPU: CIFAR cannot be downloaded here and its "
@@ -145,6 +148,14 @@ PROFILES.register("book", Profile(
         Deviation("generators", "generators", ("snip", "grasp", "erk", "random"), "Random, ERK, SNIP, GraSP, "
                   "Magnitude and SynFlow", "Magnitude and SynFlow are added: this chapter trains no mask, so two more "
                   "kinds of score cost only seconds", "SNIP, GraSP, ERK and Random", chapters=("weighted_metrics",)),
+        Deviation("generators", "generators", ("snip", "grasp", "erk", "random"), "ERK and SNIP", "the chapter's "
+                  "share of the book's CPU budget (about one minute)", "SNIP, GraSP, ERK and Random",
+                  chapters=("custom",)),
+        Deviation("density", "density", 0.01, "density 0.02", "the book profile's density; the chapter's checklist "
+                  "computes, layer by layer, the density each layer of a model needs to pass the gates", "0.01",
+                  chapters=("custom",)),
+        Deviation("width", "model", 1.0, "a width multiplier other than 1", "set by -p width", "the network as its "
+                  "factory builds it (width 1)", chapters=("custom",)),
         Deviation("lth_rounds", "lth_rounds", 21, "LTH in 3 rounds with the geometric density schedule D^(r/3), rewinding to the "
                   "last PEGS step", "CPU budget", "about 21 rounds of 20 % pruning"),
         Deviation("update_interval", "itop", 1500, "an ITOP topology update every 10 steps", "the book trains 140 steps in "

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..device import resolve_device
 from ..masks import Mask
-from ..models import prunable_parameters
+from ..models import layer_geometry, prunable_parameters
 from ..pruning import GENERATORS, check_density, generate_mask
 from ..pruning.checks import check_count, check_noise, check_seed
 from ..spectral import score_population
@@ -79,18 +79,20 @@ def _check_generator(generator: str) -> str:
 
 
 def mask_metrics(model_or_weights, masks: Sequence[Mask], *, convention: str = "neurips2023", device="auto",
-                 layer_names: Sequence[str] | None = None) -> dict:
+                 layer_names: Sequence[str] | None = None, groups: Mapping[str, int] | None = None) -> dict:
     """Per-(sample, layer) selection metrics of ``masks`` at the weights of ``model_or_weights``.
 
     Returns ``{metric: (n, L) float64 array}`` for :data:`SELECTION_METRICS` plus ``"kept"`` ((n, L) int64 kept
-    weights), with layers in ``layer_names`` order (default: the model's prunable layer order).
+    weights), with layers in ``layer_names`` order (default: the model's prunable layer order).  A model is read
+    with its layers' true graphs; a mapping of weights needs ``groups={name: g}`` for its grouped convolutions.
     """
     masks = list(masks)
     if not masks:
         raise ValueError("mask_metrics got no masks (an empty population): there is nothing to score")
     if layer_names is None:
         layer_names = list(masks[0])
-    df = score_population(model_or_weights, list(masks), convention=convention, device=device, progress=False)
+    df = score_population(model_or_weights, list(masks), convention=convention, device=device, progress=False,
+                          groups=groups)
     out = {}
     for m in SELECTION_METRICS:
         piv = df.pivot(index="sample", columns="layer", values=m)
@@ -331,6 +333,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
     }
     layer_names = list(prunable_parameters(model))
     weights = {n: p.detach().clone() for n, p in prunable_parameters(model).items()}
+    groups = {n: g.groups for n, g in layer_geometry(model).items() if g.groups > 1}  # the true graphs of the weights
     config["weights_digest"] = tensor_digest(weights)  # a checkpoint taken at other weights is refused
 
 
@@ -358,7 +361,8 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
                 raise ValueError("baseline_mask does not cover the model's prunable layers in order: "
                                  f"{list(baseline_mask)[:3]}... vs {layer_names[:3]}...")
         t = time.perf_counter()
-        base_arr = mask_metrics(weights, [baseline_mask], convention=convention, device=dev, layer_names=layer_names)
+        base_arr = mask_metrics(weights, [baseline_mask], convention=convention, device=dev, layer_names=layer_names,
+                                groups=groups)
         costs["scoring_s"] += time.perf_counter() - t
         base = {k: v[0] for k, v in base_arr.items()}
         state = SelectionState({m: base[m] for m in SELECTION_METRICS}, rule=rule, selection=selection)
@@ -385,7 +389,8 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
                                                device=dev, generate_fn=generate, **opts))
             costs["generator_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            arr = mask_metrics(weights, masks, convention=convention, device=dev, layer_names=layer_names)
+            arr = mask_metrics(weights, masks, convention=convention, device=dev, layer_names=layer_names,
+                               groups=groups)
             costs["scoring_s"] += time.perf_counter() - t
             t = time.perf_counter()
             events = state.update({m: arr[m] for m in SELECTION_METRICS}, k0)
