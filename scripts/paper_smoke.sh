@@ -15,18 +15,18 @@ data='{"image_size": 32, "num_classes": 100, "n_train": 200, "n_test": 50}'
 common=(-p profile paper -p dataset synthetic -p data_options "$data" -p width 0.125 -p device cpu -p seeds "[0]" -p epochs 1
         -p store "$here/$out/store")
 declare -A extra=(
-  [weighted_metrics]="-p paper_density 0.01"
   [itop_correlation]="-p retrain_epochs 1 -p snapshots 3 -p update_interval 1 -p models [\"resnet18\"]"
   [pags]="-p generators [\"snip\",\"erk\"] -p population 2 -p premise_masks 2 -p executor serial"
   [pegs]="-p generators [\"snip\",\"erk\"] -p population 2 -p pretrain_iters [1] -p lth_rounds 2 -p executor serial"
+  [custom_architecture]="-p population 2 -p executor serial"
 )
 chapters=("$@")
-[ ${#chapters[@]} -eq 0 ] && chapters=(weighted_metrics itop_correlation pags pegs)
+[ ${#chapters[@]} -eq 0 ] && chapters=(weighted_metrics itop_correlation pags pegs custom_architecture)
 rc=0
 for ch in "${chapters[@]}"; do
   start=$(date +%s)
   args=("${common[@]}")
-  [ "$ch" = weighted_metrics ] && args=(-p profile paper -p density 0.01)
+  [ "$ch" = weighted_metrics ] && args=(-p profile paper -p dataset synthetic -p data_options "$data" -p device cpu)
   # shellcheck disable=SC2206
   more=(${extra[$ch]:-})
   if MPLBACKEND= "$pm" "notebooks/$ch.ipynb" "$out/$ch.ipynb" --cwd notebooks "${args[@]}" "${more[@]}" \

@@ -500,7 +500,8 @@ def resolve(chapter: str, profile: "str | Profile" = "book", **params: Any) -> C
         snapshots=int(v["snapshots"]), retrain_from=v["retrain_from"], exec=ExecSpec(device, int(v["threads"])),
         executor=v["executor"], workers=int(v["workers"]), executor_options=tuple(sorted(opts.items())),
         store=v.get("store"), download=bool(v.get("download", 0)),
-        deviations=tuple(d for d in prof.chapter_deviations(chapter) if d.applies(_value(v, d.field))))
+        deviations=tuple(d.at(_value(v, d.field)) for d in prof.chapter_deviations(chapter)
+                         if d.applies(_value(v, d.field))))
 
 
 def _value(values: Mapping[str, Any], field: str) -> Any:

@@ -9,6 +9,7 @@ concern the settings it uses, and a reader who sets a field back to the papers' 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -47,6 +48,13 @@ class Deviation:
 
     def applies(self, value: Any) -> bool:
         return value != self.paper
+
+    def at(self, value: Any) -> "Deviation":
+        """This deviation with ``{value}`` in its ``here`` text filled in with the value a configuration holds."""
+        if "{value" not in self.here:
+            return self
+        shown = ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+        return dataclasses.replace(self, here=self.here.format(value=shown))
 
     def __str__(self) -> str:
         was = self.paper_text or repr(self.paper)
@@ -133,12 +141,12 @@ PROFILES.register("book", Profile(
                   "images)", "the book is built offline on a 2-core CPU: CIFAR cannot be downloaded here and its "
                   "250-epoch runs need a GPU", "CIFAR-100"),
         Deviation("width", "model", 1.0, "ResNet18 at width 1/8 with a 1-channel stem", "CPU budget", "the full-width ResNet18"),
-        Deviation("density", "density", 0.01, "density 0.02", "at 0.01 the width-1/8 network's smallest layers keep fewer than "
+        Deviation("density", "density", 0.01, "density {value:g}", "at 0.01 the width-1/8 network's smallest layers keep fewer than "
                   "one weight per output channel", "0.01"),
-        Deviation("epochs", "train", 250, "5 epochs with a per-step cosine schedule", "CPU budget",
+        Deviation("epochs", "train", 250, "{value} epochs with a per-step cosine schedule", "CPU budget",
                   "250 epochs with step decay at 50 % and 75 %"),
         Deviation("score_batches", "score_batches", 4, "3 scoring mini-batches of 128", "CPU budget", "4 of 100"),
-        Deviation("population", "population", 2000, "a population of 24 per generator and seed", "CPU budget", "2000"),
+        Deviation("population", "population", 2000, "a population of {value} per generator and seed", "CPU budget", "2000"),
         Deviation("pegs_iters", "pegs_iters", (100, 500), "PEGS@32 only", "the book trains 32 steps per epoch: 32 steps are 1 "
                   "epoch, as 500 steps are 1.1 CIFAR epochs at batch 100", "PEGS@100 and @500"),
         Deviation("generators", "generators", ("snip", "grasp", "erk", "random"), "ERK and SNIP", "on the width-1/8 "
@@ -151,17 +159,17 @@ PROFILES.register("book", Profile(
         Deviation("generators", "generators", ("snip", "grasp", "erk", "random"), "ERK and SNIP", "the chapter's "
                   "share of the book's CPU budget (about one minute)", "SNIP, GraSP, ERK and Random",
                   chapters=("custom",)),
-        Deviation("density", "density", 0.01, "density 0.02", "the book profile's density; the chapter's checklist "
+        Deviation("density", "density", 0.01, "density {value:g}", "the book profile's density; the chapter's checklist "
                   "computes, layer by layer, the density each layer of a model needs to pass the gates", "0.01",
                   chapters=("custom",)),
         Deviation("width", "model", 1.0, "a width multiplier other than 1", "set by -p width", "the network as its "
                   "factory builds it (width 1)", chapters=("custom",)),
         Deviation("lth_rounds", "lth_rounds", 21, "LTH in 3 rounds with the geometric density schedule D^(r/3), rewinding to the "
                   "last PEGS step", "CPU budget", "about 21 rounds of 20 % pruning"),
-        Deviation("update_interval", "itop", 1500, "an ITOP topology update every 10 steps", "the book trains 140 steps in "
+        Deviation("update_interval", "itop", 1500, "an ITOP topology update every {value} steps", "the book trains 140 steps in "
                   "all", "every 1500 steps"),
-        Deviation("snapshots", "snapshots", 75, "10 retrained snapshots per trajectory", "CPU budget", "about 75"),
-        Deviation("retrain_epochs", "retrain", 250, "5-epoch retraining of each snapshot", "CPU budget", "250 epochs"),
+        Deviation("snapshots", "snapshots", 75, "{value} retrained snapshots per trajectory", "CPU budget", "about 75"),
+        Deviation("retrain_epochs", "retrain", 250, "{value}-epoch retraining of each snapshot", "CPU budget", "250 epochs"),
         Deviation("models", "models", ("resnet18", "resnet34"), "ResNet18 only", "at this size the ResNet34 snapshots' "
                   "accuracy spread is below the retraining noise: no correlation could be detected",
                   "ResNet18 and ResNet34"),
