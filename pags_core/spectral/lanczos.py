@@ -29,9 +29,10 @@ __all__ = ["lanczos_top2", "TOL", "MAX_STEPS"]
 
 #: Relative error bound on each wanted eigenvalue of BᵀB (σ then carries about half of it).
 TOL = 1e-11
-#: Steps before the first convergence check; the assumed decay rate (per step, natural log) of the error bound and
-#: the farthest a next check is scheduled ahead (a check costs about as much as two steps of one problem).
-FIRST_CHECK, RATE, MAX_AHEAD = 22, 1.4, 12
+#: Steps before the first convergence check (at m = 32, plus FIRST_CHECK_SLOPE per doubling of the problem size m);
+#: the assumed decay rate (per step, natural log) of the error bound and the farthest a next check is scheduled ahead
+#: (a check costs about as much as two steps of one problem).
+FIRST_CHECK, FIRST_CHECK_SLOPE, RATE, MAX_AHEAD = 18, 3.0, 1.4, 12
 #: On a device a step of a whole batch is cheap and the checks (LAPACK on the CPU) are not: check later and less often.
 FIRST_CHECK_DEVICE, MIN_AHEAD_DEVICE = 40, 6
 #: Steps after which a component still unconverged is solved densely.
@@ -89,9 +90,10 @@ class _NumpyOps:
     xp = np
     on_device = False
 
-    def gram(self, batch, X, slot, runs, direct):
+    def gram(self, batch, X, slot, runs, direct, gslot):
         """BᵀB x for the problems in ``slot`` (X: (n, mp), row i for problem ``slot[i]``); only the slot ranges
-        ``runs`` are multiplied (the rest of the result is zero).  ``direct``: slot[i] == i for every row."""
+        ``runs`` are multiplied, and row i reads the result of slot ``gslot[i]`` (a row outside the ranges is
+        zeroed by the caller).  ``direct``: slot[i] == i for every row."""
         mp, toff, N = batch.mp, batch.toff, batch.N
         (ip, ix, dt), (ipt, ixt, dtt) = batch.S_csr, batch.St_csr
         end = runs[-1][1]
@@ -105,10 +107,10 @@ class _NumpyOps:
             r0, r1 = int(toff[a]), int(toff[b])
             u[r0:r1] = 0.0
             _csr_mv_into(r1 - r0, end * mp, ip[r0:r1 + 1], ix, dt, x, u[r0:r1])
-        y = np.zeros((int(slot[-1]) + 1) * mp)  # slots are increasing
+        y = np.zeros((X.shape[0] if direct else end) * mp)
         for a, b in runs:
             _csr_mv_into((b - a) * mp, u.size, ipt[a * mp:b * mp + 1], ixt, dtt, u, y[a * mp:b * mp])
-        return y.reshape(-1, mp) if direct else y.reshape(-1, mp)[slot]
+        return y.reshape(-1, mp) if direct else y.reshape(-1, mp)[gslot]
 
     def asarray(self, x):
         return np.asarray(x, dtype=np.float64)
@@ -119,8 +121,8 @@ class _NumpyOps:
     def numpy(self, x):
         return x
 
-    def take(self, x, keep):
-        return x[keep]
+    def index(self, idx):
+        return idx
 
 
 class _TorchOps:
@@ -145,7 +147,7 @@ class _TorchOps:
             return t.sparse_csr_tensor(*(t.as_tensor(v, device=self.device) for v in (ip, ix, dt)),
                                        size=(int(n_rows), int(n_cols)), check_invariants=False)
 
-    def gram(self, batch, X, slot, runs, direct):
+    def gram(self, batch, X, slot, runs, direct, gslot):
         t = self.torch
         N, mp = batch.N, batch.mp
         if batch.device_arrays is None:  # the CSR matrices on the device, once per batch
@@ -170,8 +172,8 @@ class _TorchOps:
     def numpy(self, x):
         return x.detach().cpu().numpy()
 
-    def take(self, x, keep):
-        return x[self.torch.as_tensor(keep, device=self.device)]
+    def index(self, idx):
+        return self.torch.as_tensor(idx, device=self.device)
 
 
 def _ops(device):
@@ -213,6 +215,12 @@ def _test(alpha_i, beta_i, k: int, exhausted: bool):
     return ex, t1, t2, V
 
 
+def _first_check_extra(m: np.ndarray) -> np.ndarray:
+    """Steps added to :data:`FIRST_CHECK` for problems of size m: larger problems take longer to converge (measured on
+    layer graphs: about 22 steps at m = 50 and 34 at m = 400, ±4), and a failed check costs about two steps."""
+    return np.round(FIRST_CHECK_SLOPE * np.log2(np.maximum(m, 32) / 32.0)).astype(np.int64)
+
+
 def _next_check(k: int, excess: float, prev_k: int, prev_ex: float, min_ahead: int = 1) -> int:
     """The step of a problem's next convergence check, extrapolating the decay of its error bound: from the rate
     observed since the previous check (``prev_k`` < 0: none), or :data:`RATE` without one; between ``min_ahead``
@@ -247,9 +255,9 @@ class _Batch:
         return cls(ops, mp, n_rows, csr_arrays(total, rows, cols, data, n_cols=n_rows.size * int(mp)),
                    csr_arrays(n_rows.size * int(mp), cols, rows, data, n_cols=total))
 
-    def gram_mv(self, X, slot, runs, direct):
+    def gram_mv(self, X, slot, runs, direct, gslot):
         """BᵀB x for the problems ``slot`` (X: (len(slot), mp)); see :meth:`_NumpyOps.gram`."""
-        return self.ops.gram(self, X, slot, runs, direct)
+        return self.ops.gram(self, X, slot, runs, direct, gslot)
 
     def dense(self, q: int) -> np.ndarray:
         """Problem q's matrix B (n_q × mp) as a dense array (fallback and Rayleigh–Ritz paths)."""
@@ -264,14 +272,17 @@ class _Batch:
 def _runs(live_slots: np.ndarray, nnz: np.ndarray, most: int) -> list:
     """Contiguous ranges [a, b) of slots covering ``live_slots`` (sorted): at most ``most`` of them, bridging the gaps
     that hold the fewest entries (a bridged stopped problem is multiplied with a zero vector)."""
+    lo, hi = int(live_slots[0]), int(live_slots[-1]) + 1
+    if hi - lo == live_slots.size:  # no gap
+        return [(lo, hi)]
     br = np.flatnonzero(np.diff(live_slots) > 1)  # a gap after live_slots[br]
     if br.size >= most:
         cs = np.concatenate(([0], np.cumsum(nnz)))
         gap = cs[live_slots[br + 1]] - cs[live_slots[br] + 1]
         br = np.sort(br[np.argsort(-gap, kind="stable")[:most - 1]])
-    starts = np.concatenate(([live_slots[0]], live_slots[br + 1]))
-    ends = np.concatenate((live_slots[br] + 1, [live_slots[-1] + 1]))
-    return list(zip(starts.tolist(), ends.tolist()))
+    ends = live_slots[br].tolist()
+    starts = live_slots[br + 1].tolist()
+    return list(zip([lo] + starts, [e + 1 for e in ends] + [hi]))
 
 
 def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids: np.ndarray):
@@ -287,27 +298,26 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
     Q = ops.empty((N, min(kcap, 48) + 1, mp))
     q = ops.asarray(_start_block(N, mp, m_each))  # the current Lanczos vectors, (rows, mp)
     Q[:, 0] = q
-    bprev = None  # β_{k-1}, for the three-term recurrence
+    qprev = bprev = None  # the previous vectors and β_{k-1} as a column, for the three-term recurrence
     alpha = np.zeros((N, kcap + 1))
     beta = np.zeros((N, kcap + 1))
     scale = np.zeros(N)
     slot = np.arange(N)
     dead = np.zeros(N, dtype=bool)  # rows whose problem has stopped
-    runs, direct, n_dead = [(0, N)], True, 0
+    runs, direct, n_dead, gslot = [(0, N)], True, 0, slot
     first, min_ahead = (FIRST_CHECK_DEVICE, MIN_AHEAD_DEVICE) if ops.on_device else (FIRST_CHECK, 1)
-    due = np.minimum(first, m_each + 1)  # step of every problem's next convergence check
+    due = np.minimum(first + (0 if ops.on_device else _first_check_extra(m_each)), m_each + 1)  # next check
     last_k, last_ex = np.full(N, -1), np.zeros(N)  # step and excess of the previous check
     next_due = int(due.min())
     k = 0
     while True:
-        w = batch.gram_mv(q, slot, runs, direct)
+        w = batch.gram_mv(q, slot, runs, direct, gslot)
         if n_dead:
             w[ops.asarray(dead).bool() if ops.on_device else dead] = 0.0
         a = xp.einsum("ij,ij->i", q, w)
-        if k:  # the three-term recurrence, w -= α q + β_{k-1} q_prev, as one product with the last two basis vectors
-            w -= (xp.stack((bprev, a), 1)[:, None, :] @ Q[:, k - 1:k + 1])[:, 0]
-        else:
-            w -= a[:, None] * q
+        w -= a[:, None] * q
+        if k:
+            w -= bprev * qprev
         basis = Q[:, :k + 1]
         check_loss = k % 4 == 0  # a second pass is never needed on layer graphs; look for it every 4th step
         if check_loss:
@@ -332,10 +342,13 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
             Q2 = ops.empty((Q.shape[0], min(2 * Q.shape[1], kcap + 1), mp))
             Q2[:, :k] = Q[:, :k]
             Q = Q2
+        qprev, q = q, w
         if ops.on_device:
-            bprev, q = ops.asarray(beta[:, k - 1]), w * ops.asarray(inv[:, None])
+            bprev = ops.asarray(beta[:, k - 1, None])
+            q.mul_(ops.asarray(inv[:, None]))
         else:
-            bprev, q = beta[:, k - 1], w * inv[:, None]
+            bprev = beta[:, k - 1, None]
+            np.multiply(q, inv[:, None], out=q)
         Q[:, k] = q
         if k < next_due and k < kcap:
             continue
@@ -365,20 +378,26 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
         n_dead = int(dead.sum())
         if n_dead == dead.size:
             return
-        if n_dead >= COMPACT_SHARE * dead.size:  # drop the stopped rows
-            keep = np.flatnonzero(~dead)
-            Q[:keep.size, :k + 1] = ops.take(Q[:, :k + 1], keep)
-            Q = Q[:keep.size]
-            q, bprev = ops.take(q, keep), ops.take(bprev, keep)
-            alpha, beta, scale, m_each, ids, due, slot = (v[keep] for v in (alpha, beta, scale, m_each, ids, due, slot))
-            last_k, last_ex = last_k[keep], last_ex[keep]
-            dead, n_dead = np.zeros(keep.size, dtype=bool), 0
+        if n_dead >= COMPACT_SHARE * dead.size:  # drop the stopped rows: the last live rows move into their places
+            n = dead.size - n_dead
+            holes, movers = np.flatnonzero(dead[:n]), n + np.flatnonzero(~dead[n:])
+            if holes.size:
+                hi, mi = ops.index(holes), ops.index(movers)
+                Q[hi, :k + 1] = Q[mi, :k + 1]
+                for v in (q, qprev, bprev):
+                    v[hi] = v[mi]
+                for v in (alpha, beta, scale, m_each, ids, due, slot, last_k, last_ex):
+                    v[holes] = v[movers]
+            Q, q, qprev, bprev = Q[:n], q[:n], qprev[:n], bprev[:n]
+            alpha, beta, scale, m_each, ids, due, slot, last_k, last_ex = (
+                v[:n] for v in (alpha, beta, scale, m_each, ids, due, slot, last_k, last_ex))
+            dead, n_dead = np.zeros(n, dtype=bool), 0
         else:  # a stopped row iterates on zero vectors
             z = ops.asarray(dead).bool() if ops.on_device else dead
-            q[z], bprev[z] = 0.0, 0.0
-            Q[z, k - 1:k + 1] = 0.0
-        runs = _runs(slot[~dead], batch.nnz, MAX_RUNS)
-        direct = bool(slot.size == 0 or (slot[0] == 0 and slot[-1] == slot.size - 1))
+            q[z], qprev[z], bprev[z] = 0.0, 0.0, 0.0
+        runs = _runs(np.sort(slot[~dead]), batch.nnz, MAX_RUNS)
+        direct = bool(np.array_equal(slot, np.arange(slot.size)))
+        gslot = np.minimum(slot, runs[-1][1] - 1)  # where a row reads its product (a stopped row's is zeroed)
         next_due = int(due[~dead].min())
 
 
