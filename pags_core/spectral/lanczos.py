@@ -43,7 +43,7 @@ DEFLATE = 1e-12
 #: Problems per batch are limited to this many vector entries (N·mp): on the CPU the Krylov bases of a batch
 #: (N·mp·steps floats) then stay near the caches, which the reorthogonalisation streams through at every step; on a
 #: device, batches are as large as memory allows, since every step costs a fixed number of kernel launches.
-BATCH_ENTRIES, BATCH_ENTRIES_DEVICE = 16384, 1 << 22
+BATCH_ENTRIES, BATCH_ENTRIES_DEVICE = 8192, 1 << 22
 #: On the CPU a batch holds components whose smaller sides differ at most this much (largest / smallest), so that
 #: padding to the largest wastes little reorthogonalisation work, unless it holds fewer than SPLIT_MIN vector entries
 #: (then another batch would cost more in per-step overhead than the padding); a device takes every size in one batch.
@@ -401,13 +401,14 @@ def _run(batch: _Batch, m_each: np.ndarray, out: np.ndarray, vecs_out: dict, ids
         next_due = int(due[~dead].min())
 
 
-def lanczos_top2(tall, short, vals, piece, n_piece, m, n_tall, *, device=None) -> np.ndarray:
+def lanczos_top2(tall, short, vals, piece, n_piece, m, n_tall, *, device=None, edges=None) -> np.ndarray:
     """(σ1, σ2) of every connected piece and channel, shape (n_piece, C, 2).
 
     Per edge: ``tall`` its tall-side index within its piece (0..n_tall-1), ``short`` its smaller-side index
-    (0..m-1), ``vals`` (E, C) > 0 its values, ``piece`` its piece; per piece: ``m`` and ``n_tall``.  Pieces are
-    taken in order of size and cut into batches of at most :data:`BATCH_ENTRIES` vector entries (on a device
-    :data:`BATCH_ENTRIES_DEVICE`) and, on the CPU, sizes within :data:`SPREAD`, each padded to its largest piece."""
+    (0..m-1), ``vals`` (E, C) > 0 its values, ``piece`` its piece; per piece: ``m`` and ``n_tall``.  With ``edges``
+    (indices), only those entries of the per-edge arrays are used.  Pieces are taken in order of size and cut into
+    batches of at most :data:`BATCH_ENTRIES` vector entries (on a device :data:`BATCH_ENTRIES_DEVICE`) and, on the
+    CPU, sizes within :data:`SPREAD`, each padded to its largest piece."""
     from .svd import csr_arrays
 
     vals = np.asarray(vals, dtype=np.float64)
@@ -418,7 +419,10 @@ def lanczos_top2(tall, short, vals, piece, n_piece, m, n_tall, *, device=None) -
     by_size = np.argsort(m, kind="stable")
     rank = np.empty(n_piece, dtype=np.int64)
     rank[by_size] = np.arange(n_piece)
-    eptr, _, eorder = csr_arrays(n_piece, rank[piece], short)  # edges grouped by the size rank of their piece
+    edge_rank = rank[piece if edges is None else piece[edges]]
+    eptr, _, eorder = csr_arrays(n_piece, edge_rank, np.zeros(edge_rank.size, dtype=np.int8), n_cols=1)
+    if edges is not None:  # edges grouped by the size rank of their piece, as indices into the full arrays
+        eorder = edges[eorder]
     ms = m[by_size]
     start = 0
     while start < n_piece:
@@ -440,11 +444,11 @@ def _solve_batch(sel, mp, tall, short, vals, slot, m, n_tall, out, ops):
     C = vals.shape[1]
     n_rows = np.repeat(n_tall[sel], C)  # one problem per (piece, channel): q = slot * C + channel
     toff = np.concatenate(([0], np.cumsum(n_rows)))
-    q = (slot[:, None] * C + np.arange(C)[None, :]).reshape(-1)
-    rows = toff[q] + np.repeat(tall, C)
-    cols = q * mp + np.repeat(short, C)
-    data = vals.reshape(-1)
-    batch = _Batch.build(ops, mp, n_rows, rows, cols, data)
+    it = np.int32 if max(int(toff[-1]), n_rows.size * mp) < 2 ** 31 - 1 else np.int64
+    q = slot.astype(it)[:, None] * C + np.arange(C, dtype=it)[None, :]
+    rows = (toff[:-1].astype(it)[q] + tall.astype(it)[:, None]).reshape(-1)
+    cols = (q * it(mp) + short.astype(it)[:, None]).reshape(-1)
+    batch = _Batch.build(ops, mp, n_rows, rows, cols, vals.reshape(-1))
     lam = np.zeros((sel.size * C, 2))
     vecs: dict = {}
     _run(batch, np.repeat(m[sel], C), lam, vecs, np.arange(sel.size * C))

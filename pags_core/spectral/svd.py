@@ -223,9 +223,9 @@ def top2_many(problem, row, col, vals, n_problems: int, *, device=None) -> np.nd
     cols_short = cnt_c <= cnt_r  # Gram on the column side (m = number of column nodes)
     m = np.where(cols_short, cnt_c, cnt_r)
     edge_cs = cols_short[comp]
-    short = np.where(edge_cs, rank_c[c], rank_r[r])
-    tall = np.where(edge_cs, r, c + n_r)  # global tall-node id (rows and columns in one id space)
-    tall_rank = np.where(edge_cs, rank_r[r], rank_c[c])  # tall-node index within its component
+    rr, rc = rank_r[r], rank_c[c]
+    short = np.where(edge_cs, rc, rr)
+    tall_rank = np.where(edge_cs, rr, rc)  # tall-node index within its component
     sv = np.zeros((n_comp, C, 2))
     # m == 1: a star (or a single edge): σ1 = ‖values‖₂, σ2 = 0
     one = m == 1
@@ -242,12 +242,12 @@ def top2_many(problem, row, col, vals, n_problems: int, *, device=None) -> np.nd
         slot[np.flatnonzero(cls)] = pid
         e = np.flatnonzero(cls[comp])
         if small:
-            t, n_t = _compact(tall[e])
+            t, n_t = _compact(np.where(edge_cs[e], r[e], c[e] + n_r))  # tall nodes (rows and columns in one id space)
             sv[cls] = _dense_top2(t, short[e], vals[e], slot[comp[e]], n_piece, m[cls], n_t)
         else:
             n_tall = np.where(cols_short, cnt_r, cnt_c)[cls]
-            sv[cls] = lanczos_top2(tall_rank[e], short[e], vals[e], slot[comp[e]], n_piece, m[cls], n_tall,
-                                   device=device)
+            sv[cls] = lanczos_top2(tall_rank, short, vals, slot[comp], n_piece, m[cls], n_tall, device=device,
+                                   edges=e)
     # merge: a matrix's (σ1, σ2) are the two largest of its components' (σ1, σ2)
     for ch in range(C):
         v = sv[:, ch, :].reshape(-1)
