@@ -3,20 +3,21 @@ connected components whose smaller side has more than :data:`~pags_core.spectral
 
 Components are taken in order of size and cut into batches of similar size (padding at most :data:`SPREAD`-fold on
 the CPU), each padded to its largest smaller side m.  In a batch the matrices are laid out block-diagonally in one
-CSR matrix S (and its transpose), so each Lanczos step costs one sparse mat-vec pair for the whole batch; the Krylov
-bases of all components live in one (N, K, m) array and are kept orthogonal by full reorthogonalisation (classical
-Gram–Schmidt after the three-term recurrence, a second pass where the first removed much) with batched matrix
-products.  One start vector per component suffices because every component is connected: its largest eigenvalue is
+sparse matrix S, kept as the CSR arrays of Sᵀ (S x is their transposed product), so each Lanczos step costs one
+sparse mat-vec pair over the same arrays for the whole batch; the Krylov bases of all components live in one
+(N, K, m) array and are kept orthogonal by full reorthogonalisation (classical Gram–Schmidt after the three-term
+recurrence, a second pass where the first removed much) with batched matrix products.  One start vector per component suffices because every component is connected: its largest eigenvalue is
 simple (Perron–Frobenius).
 
-Stopping: every few steps the top-3 Ritz values of each active component's tridiagonal T_k come from LAPACK
-``dstemr``; a component stops when both wanted values have error bounds min(r, r²/gap) ≤ 1e-11 of their size
+Stopping: a component's convergence is first checked after :data:`FIRST_CHECK` steps (more for larger components),
+then at steps extrapolated from the decay of its error bound: the top-3 Ritz values of its tridiagonal T_k come from
+LAPACK ``dstemr``, and it stops when both wanted values have error bounds min(r, r²/gap) ≤ 1e-11 of their size
 (r = β_k·|last entry of the Ritz vector|, the residual norm; gap from the neighbouring Ritz values), when its Krylov
-space is exhausted, or — after :data:`MAX_STEPS` — by a dense fallback.  The batch iterates over a *prefix* of its
-components: the components are ordered so that those expected to stop last come first, a stopped component at the
-end of the prefix leaves it at no cost (the prefix of a block-diagonal CSR matrix is a view), and when stopped
-components inside the prefix hold too much of its work the batch is rebuilt without them, in order of their next
-check.  Runs with numpy on the CPU, or with torch on a CUDA device (the small tridiagonal problems stay on the CPU).
+space is exhausted, or — after :data:`MAX_STEPS` — by a dense fallback.  A stopped component costs nothing more in
+the mat-vecs, which run over the ranges of the batch still iterating (slices of its CSR arrays, never rebuilt); it
+keeps its row of the Krylov arrays, with zero vectors, until stopped rows make up :data:`COMPACT_SHARE` of them, when
+the last live rows move into their places.  Runs with numpy on the CPU, or with torch on a CUDA device (the small
+tridiagonal problems stay on the CPU).
 """
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ COMPACT_SHARE, MAX_RUNS = 0.3, 8
 RANK_TOL = 1e-6
 
 try:
-    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec, csr_matvec as _csr_matvec
 except ImportError:  # pragma: no cover
-    _csr_matvec = None
+    _csc_matvec = _csr_matvec = None
 
 _START = np.random.default_rng(20230501).standard_normal(1024)
 
@@ -84,6 +85,17 @@ def _csr_mv_into(n_rows: int, n_cols: int, ip, ix, dt, x, y) -> None:
     _csr_matvec(n_rows, n_cols, ip, ix, dt, x, y)
 
 
+def _csrT_mv_into(n_rows: int, n_cols: int, ip, ix, dt, x, y) -> None:
+    """y += Aᵀ x for the CSR arrays of A (``n_rows`` rows from the slice ``ip``; ``x`` holds those rows' entries,
+    ``y`` is indexed by A's column indices), i.e. a CSC product of Aᵀ."""
+    if _csc_matvec is None:  # pragma: no cover
+        import scipy.sparse as sp
+        lo, hi = int(ip[0]), int(ip[n_rows])
+        y += sp.csr_matrix((dt[lo:hi], ix[lo:hi], ip[:n_rows + 1] - lo), shape=(n_rows, n_cols)).T @ x
+        return
+    _csc_matvec(n_cols, n_rows, ip, ix, dt, x, y)
+
+
 class _NumpyOps:
     """The array operations of the iteration, numpy on the CPU."""
 
@@ -95,7 +107,7 @@ class _NumpyOps:
         ``runs`` are multiplied, and row i reads the result of slot ``gslot[i]`` (a row outside the ranges is
         zeroed by the caller).  ``direct``: slot[i] == i for every row."""
         mp, toff, N = batch.mp, batch.toff, batch.N
-        (ip, ix, dt), (ipt, ixt, dtt) = batch.S_csr, batch.St_csr
+        ipt, ixt, dtt = batch.St_csr  # Sᵀ only: S x is its transposed product, over the same (cached) arrays
         end = runs[-1][1]
         if direct:
             x = X.reshape(-1)
@@ -104,9 +116,8 @@ class _NumpyOps:
             x.reshape(N, mp)[slot] = X
         u = batch.ubuf[:int(toff[end])]
         for a, b in runs:
-            r0, r1 = int(toff[a]), int(toff[b])
-            u[r0:r1] = 0.0
-            _csr_mv_into(r1 - r0, end * mp, ip[r0:r1 + 1], ix, dt, x, u[r0:r1])
+            u[int(toff[a]):int(toff[b])] = 0.0
+            _csrT_mv_into((b - a) * mp, u.size, ipt[a * mp:b * mp + 1], ixt, dtt, x[a * mp:b * mp], u)
         y = np.zeros((X.shape[0] if direct else end) * mp)
         for a, b in runs:
             _csr_mv_into((b - a) * mp, u.size, ipt[a * mp:b * mp + 1], ixt, dtt, u, y[a * mp:b * mp])
@@ -233,15 +244,15 @@ def _next_check(k: int, excess: float, prev_k: int, prev_ex: float, min_ahead: i
 
 class _Batch:
     """N problems of one size class laid out block-diagonally: problem q owns the tall rows toff[q]..toff[q+1]-1
-    of S and the columns q·mp .. q·mp+mp-1 (its first m_q are used); S and Sᵀ are kept as CSR arrays, and a range
-    of problems is multiplied through slices of them."""
+    of S and the columns q·mp .. q·mp+mp-1 (its first m_q are used).  Sᵀ is kept as CSR arrays (S x is their
+    transposed product), and a range of problems is multiplied through slices of them."""
 
-    def __init__(self, ops, mp, n_rows, S, St):
+    def __init__(self, ops, mp, n_rows, St):
         self.ops, self.mp, self.n_rows = ops, int(mp), np.asarray(n_rows, dtype=np.int64)
         self.N = self.n_rows.size
         self.toff = np.concatenate(([0], np.cumsum(self.n_rows)))
-        self.S_csr, self.St_csr = S, St
-        self.nnz = np.diff(S[0][self.toff]).astype(np.int64)  # entries of every problem
+        self.St_csr = St
+        self.nnz = np.diff(St[0][::self.mp]).astype(np.int64)  # entries of every problem
         if not ops.on_device:  # the vectors scattered to the slots, and S x
             self.xbuf, self.ubuf = np.zeros(self.N * self.mp), np.empty(int(self.toff[-1]))
         self.device_arrays = None
@@ -251,9 +262,16 @@ class _Batch:
         from .svd import csr_arrays
 
         n_rows = np.asarray(n_rows, dtype=np.int64)
-        total = int(n_rows.sum())
-        return cls(ops, mp, n_rows, csr_arrays(total, rows, cols, data, n_cols=n_rows.size * int(mp)),
-                   csr_arrays(n_rows.size * int(mp), cols, rows, data, n_cols=total))
+        return cls(ops, mp, n_rows, csr_arrays(n_rows.size * int(mp), cols, rows, data, n_cols=int(n_rows.sum())))
+
+    @property
+    def S_csr(self):
+        """The CSR arrays of S itself (the device path multiplies with both)."""
+        from .svd import csr_arrays
+
+        ip, ix, dt = self.St_csr
+        rows = np.repeat(np.arange(self.N * self.mp, dtype=ix.dtype), np.diff(ip))
+        return csr_arrays(int(self.toff[-1]), ix, rows, dt, n_cols=self.N * self.mp)
 
     def gram_mv(self, X, slot, runs, direct, gslot):
         """BᵀB x for the problems ``slot`` (X: (len(slot), mp)); see :meth:`_NumpyOps.gram`."""
@@ -261,11 +279,11 @@ class _Batch:
 
     def dense(self, q: int) -> np.ndarray:
         """Problem q's matrix B (n_q × mp) as a dense array (fallback and Rayleigh–Ritz paths)."""
-        ip, ix, dt = self.S_csr
-        a, b = int(self.toff[q]), int(self.toff[q + 1])
-        B = np.zeros((b - a, self.mp))
-        rl = np.diff(ip[a:b + 1])
-        B[np.repeat(np.arange(b - a), rl), ix[ip[a]:ip[b]] - q * self.mp] = dt[ip[a]:ip[b]]
+        ip, ix, dt = self.St_csr
+        a, b, mp = q * self.mp, (q + 1) * self.mp, self.mp
+        B = np.zeros((int(self.n_rows[q]), mp))
+        lo, hi = int(ip[a]), int(ip[b])
+        B[ix[lo:hi] - int(self.toff[q]), np.repeat(np.arange(mp), np.diff(ip[a:b + 1]))] = dt[lo:hi]
         return B
 
 
@@ -454,7 +472,7 @@ def _solve_batch(sel, mp, tall, short, vals, slot, m, n_tall, out, ops):
     _run(batch, np.repeat(m[sel], C), lam, vecs, np.arange(sel.size * C))
     s = np.sqrt(np.clip(lam, 0.0, None))
     if vecs:
-        full = batch if not ops.on_device else _Batch(_NumpyOps(), mp, n_rows, batch.S_csr, batch.St_csr)
+        full = batch if not ops.on_device else _Batch(_NumpyOps(), mp, n_rows, batch.St_csr)
         for i, V in vecs.items():  # Rayleigh–Ritz: singular values of B·[v1 v2]
             s[i] = np.linalg.svd(full.dense(i) @ V.T, compute_uv=False)[:2]
     out[sel] = s.reshape(sel.size, C, 2)

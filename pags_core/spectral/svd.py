@@ -12,13 +12,13 @@ binary and the weighted graph of a layer are two channels on the same edges).  T
    blocks of a grouped convolution, a perfect matching) give σ2 = σ1, as the dense oracle does;
 2. solves each component on its smaller side m: a closed form for m = 1 (σ1 = ‖values‖₂, σ2 = 0); for
    m ≤ :data:`DENSE_MAX` a dense Gram matrix and one batched ``eigvalsh`` per size class; above that a batched Lanczos
-   iteration (one vector per component, full reorthogonalisation, one sparse mat-vec pair for all components of a
-   batch per step, residual-based stopping) — :mod:`pags_core.spectral.lanczos`;
+   iteration (one vector per component, full reorthogonalisation, one sparse mat-vec pair for the components of a
+   batch still iterating per step, residual-based stopping) — :mod:`pags_core.spectral.lanczos`;
 3. recomputes σ2 by a Rayleigh–Ritz step (the singular values of B·[v1 v2]) where it is tiny next to σ1, since the
    square root of a Gram eigenvalue loses it there (a dense layer K(a, b) has σ2 = 0).
 
 Results agree with the dense (|L|+|R|)² adjacency eigendecomposition of :mod:`pags_core.spectral.reference` to
-about 1e-12 relative (the Lanczos stopping bound is 1e-11 on eigenvalues; σ2 absolutely to ~1e-15·σ1 where it is
+about 1e-11 relative (the Lanczos stopping bound is 1e-11 on eigenvalues; σ2 absolutely to ~1e-15·σ1 where it is
 ~0).
 """
 from __future__ import annotations
