@@ -148,6 +148,53 @@ def per_mask(fn, masks) -> tuple[float, float]:
     return (time.perf_counter() - t) / len(masks), (time.process_time() - c) / len(masks)
 
 
+def _profiled(fn) -> tuple[float, dict]:
+    """(profiled seconds of ``fn()``, pstats entries)."""
+    import cProfile
+    import pstats
+
+    pr = cProfile.Profile()
+    t = time.process_time()
+    pr.enable()
+    fn()
+    pr.disable()
+    return time.process_time() - t, pstats.Stats(pr).stats
+
+
+def _cum(stats: dict, file_end: str, name: str, own: bool = False) -> float:
+    """Cumulative (or own) seconds of the functions ``name`` defined in files ending with ``file_end`` (``""`` with a
+    built-in's name)."""
+    return sum(v[2] if own else v[3] for (f, _, n), v in stats.items()
+               if (n == name and f.endswith(file_end)) or (not file_end and name in n))
+
+
+def breakdown(model, masks) -> pd.DataFrame:
+    """Where a mask's time goes, from cProfile: the engine's stages (``model_spectrum``) and the authors' method's
+    ``eigsh`` calls against its set-up.  The profiler inflates Python-level overhead: read the shares."""
+    total, st = _profiled(lambda: [model_spectrum(model, m) for m in masks])
+    sp_ = "pags_core/spectral/"
+    mv = _cum(st, "", "csr_matvec", own=True) + _cum(st, "", "csc_matvec", own=True)
+    checks = _cum(st, sp_ + "lanczos.py", "_test")
+    run = _cum(st, sp_ + "lanczos.py", "_run")
+    lz = _cum(st, sp_ + "lanczos.py", "lanczos_top2")
+    t2 = _cum(st, sp_ + "svd.py", "top2_many")
+    ls = _cum(st, sp_ + "stats.py", "layer_stats")
+    li = _cum(st, sp_ + "graph.py", "layer_input")
+    stages = {"sparse mat-vecs (Lanczos)": mv, "convergence checks (dstemr)": checks,
+              "rest of the Lanczos steps (reorthogonalisation, vector updates, bookkeeping)": run - mv - checks,
+              "Lanczos set-up (batches, CSR arrays)": lz - run,
+              "connected components, dense small problems, merging": t2 - lz,
+              "graph statistics and degree groups (without the solver)": ls - t2,
+              "reading masks and weights": li, "rest (layers of the model, metrics, DataFrame)": total - ls - li}
+    rows = [{"path": "engine", "stage": k, "ms/mask": 1e3 * v / len(masks), "share": v / total} for k, v in stages.items()]
+    total_a, st_a = _profiled(lambda: authors_frame(model, masks[0]))
+    eig = _cum(st_a, "arpack.py", "eigsh")
+    rows += [{"path": "authors' method", "stage": "eigsh (ARPACK)", "ms/mask": 1e3 * eig, "share": eig / total_a},
+             {"path": "authors' method", "stage": "graphs, degree groups, adjacency set-up, metrics",
+              "ms/mask": 1e3 * (total_a - eig), "share": 1 - eig / total_a}]
+    return pd.DataFrame(rows)
+
+
 def blas_one_thread():
     from threadpoolctl import threadpool_limits
     return threadpool_limits(1)
@@ -169,7 +216,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     load_start = load()
-    rows, checks, spread = [], [], {}
+    rows, checks, spread, prof = [], [], {}, None
     with blas_one_thread():
         for mname in args.models:
             torch.manual_seed(0)
@@ -197,6 +244,8 @@ def main(argv=None) -> int:
             timed = {k: tuple(min(r[i] for r in v) for i in (0, 1)) for k, v in runs.items()}  # best round, per clock
             spread[mname] = {k: tuple(float(np.median([r[i] for r in v])) for i in (0, 1)) for k, v in runs.items()}
             t_base, t_engine = timed["authors' method"], timed["engine per mask"]
+            if mname == "resnet18":
+                prof = breakdown(model, masks[:args.masks])
             err, same = compare(model_spectrum(model, masks[0]), base[0][0], COORDS)
             checks.append(f"{mname}: engine vs authors' method (float32) max rel diff {err:.1e}, inf/NaN equal {same}")
             for clock, i in (("wall", 0), ("CPU", 1)):
@@ -261,6 +310,13 @@ def main(argv=None) -> int:
             f"ERK masks at density {args.density}, CIFAR-style models with 100 classes (θ0 = `make_model` init), "
             "convention `neurips2023`, full per-layer metric set with weights and degree groups. Machine: "
             f"{machine}.\n\n{md}\n\nChecks in the same run:\n\n" + "".join(f"- {c}\n" for c in checks))
+    if prof is not None:
+        pf = prof.copy()
+        pf["ms/mask"] = pf["ms/mask"].map(lambda v: f"{v:.1f}")
+        pf["share"] = pf["share"].map(lambda v: f"{100 * v:.0f} %")
+        text += ("\nWhere a ResNet18 mask's time goes (cProfile over the engine's masks and one mask of the authors' "
+                 "method, CPU time; the profiler inflates Python-level overhead, so read the shares):\n\n"
+                 + pf.to_markdown(index=False) + "\n")
     print(md)
     print("\n".join(checks))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
