@@ -148,47 +148,60 @@ def per_mask(fn, masks) -> tuple[float, float]:
     return (time.perf_counter() - t) / len(masks), (time.process_time() - c) / len(masks)
 
 
-def _profiled(fn) -> tuple[float, dict]:
-    """(profiled seconds of ``fn()``, pstats entries)."""
-    import cProfile
-    import pstats
+class _StageClock:
+    """CPU seconds spent inside chosen functions of the engine, by wrapping them where they are looked up (a few
+    hundred calls per mask: far less overhead than a profiler, which inflates every numpy call)."""
 
-    pr = cProfile.Profile()
-    t = time.process_time()
-    pr.enable()
-    fn()
-    pr.disable()
-    return time.process_time() - t, pstats.Stats(pr).stats
+    def __init__(self, targets: dict):
+        self.targets, self.seconds, self.saved = targets, dict.fromkeys(targets, 0.0), []
 
+    def __enter__(self):
+        for name, (owner, attr) in self.targets.items():
+            fn = getattr(owner, attr)
+            self.saved.append((owner, attr, fn))
 
-def _cum(stats: dict, file_end: str, name: str, own: bool = False) -> float:
-    """Cumulative (or own) seconds of the functions ``name`` defined in files ending with ``file_end`` (``""`` with a
-    built-in's name)."""
-    return sum(v[2] if own else v[3] for (f, _, n), v in stats.items()
-               if (n == name and f.endswith(file_end)) or (not file_end and name in n))
+            def timed(*a, _fn=fn, _name=name, **k):
+                t = time.process_time()
+                try:
+                    return _fn(*a, **k)
+                finally:
+                    self.seconds[_name] += time.process_time() - t
+            setattr(owner, attr, timed)
+        return self
+
+    def __exit__(self, *exc):
+        for owner, attr, fn in reversed(self.saved):
+            setattr(owner, attr, fn)
 
 
 def breakdown(model, masks) -> pd.DataFrame:
-    """Where a mask's time goes, from cProfile: the engine's stages (``model_spectrum``) and the authors' method's
-    ``eigsh`` calls against its set-up.  The profiler inflates Python-level overhead: read the shares."""
-    total, st = _profiled(lambda: [model_spectrum(model, m) for m in masks])
-    sp_ = "pags_core/spectral/"
-    mv = _cum(st, "", "csr_matvec", own=True) + _cum(st, "", "csc_matvec", own=True)
-    checks = _cum(st, sp_ + "lanczos.py", "_test")
-    run = _cum(st, sp_ + "lanczos.py", "_run")
-    lz = _cum(st, sp_ + "lanczos.py", "lanczos_top2")
-    t2 = _cum(st, sp_ + "svd.py", "top2_many")
-    ls = _cum(st, sp_ + "stats.py", "layer_stats")
-    li = _cum(st, sp_ + "graph.py", "layer_input")
-    stages = {"sparse mat-vecs (Lanczos)": mv, "convergence checks (dstemr)": checks,
-              "rest of the Lanczos steps (reorthogonalisation, vector updates, bookkeeping)": run - mv - checks,
-              "Lanczos set-up (batches, CSR arrays)": lz - run,
-              "connected components, dense small problems, merging": t2 - lz,
-              "graph statistics and degree groups (without the solver)": ls - t2,
-              "reading masks and weights": li, "rest (layers of the model, metrics, DataFrame)": total - ls - li}
+    """Where a mask's CPU time goes: the engine's stages (``model_spectrum``, timed inside the functions that carry
+    them) and the authors' method's ``eigsh`` calls against everything else it does."""
+    from pags_core.spectral import lanczos, network, stats, svd
+
+    targets = {"mv": (lanczos, "_csr_mv_into"), "mvT": (lanczos, "_csrT_mv_into"), "checks": (lanczos, "_test"),
+               "run": (lanczos, "_run"), "lanczos": (svd, "lanczos_top2"), "top2": (stats, "top2_many"),
+               "stats": (network, "layer_stats"), "input": (network, "layer_input")}
+    with _StageClock(targets) as clock:
+        t = time.process_time()
+        for m in masks:
+            model_spectrum(model, m)
+        total = time.process_time() - t
+    c = clock.seconds
+    mv = c["mv"] + c["mvT"]
+    stages = {"sparse mat-vecs (Lanczos)": mv, "convergence checks (dstemr)": c["checks"],
+              "rest of the Lanczos steps (reorthogonalisation, vector updates, bookkeeping)": c["run"] - mv - c["checks"],
+              "Lanczos set-up (batches, CSR arrays)": c["lanczos"] - c["run"],
+              "connected components, dense small problems, merging": c["top2"] - c["lanczos"],
+              "graph statistics and degree groups (without the solver)": c["stats"] - c["top2"],
+              "reading masks and weights": c["input"],
+              "rest (layers of the model, metrics, DataFrame)": total - c["stats"] - c["input"]}
     rows = [{"path": "engine", "stage": k, "ms/mask": 1e3 * v / len(masks), "share": v / total} for k, v in stages.items()]
-    total_a, st_a = _profiled(lambda: authors_frame(model, masks[0]))
-    eig = _cum(st_a, "arpack.py", "eigsh")
+    with _StageClock({"eigsh": (sla, "eigsh")}) as clock:
+        t = time.process_time()
+        authors_frame(model, masks[0])
+        total_a = time.process_time() - t
+    eig = clock.seconds["eigsh"]
     rows += [{"path": "authors' method", "stage": "eigsh (ARPACK)", "ms/mask": 1e3 * eig, "share": eig / total_a},
              {"path": "authors' method", "stage": "graphs, degree groups, adjacency set-up, metrics",
               "ms/mask": 1e3 * (total_a - eig), "share": 1 - eig / total_a}]
@@ -314,8 +327,8 @@ def main(argv=None) -> int:
         pf = prof.copy()
         pf["ms/mask"] = pf["ms/mask"].map(lambda v: f"{v:.1f}")
         pf["share"] = pf["share"].map(lambda v: f"{100 * v:.0f} %")
-        text += ("\nWhere a ResNet18 mask's time goes (cProfile over the engine's masks and one mask of the authors' "
-                 "method, CPU time; the profiler inflates Python-level overhead, so read the shares):\n\n"
+        text += ("\nWhere a ResNet18 mask's CPU time goes (the engine's masks and one mask of the authors' method, "
+                 "timed once more inside the functions that carry each stage):\n\n"
                  + pf.to_markdown(index=False) + "\n")
     print(md)
     print("\n".join(checks))
