@@ -126,7 +126,7 @@ def score_population(model_or_weights, masks, convention: str = "neurips2023", *
         per_chunk = CHUNK_EDGES if dev.type == "cpu" else CHUNK_EDGES_DEVICE
         chunk = int(np.clip(per_chunk // max(kept, 1), 1, 1024))
     starts = range(0, P, chunk)
-    frames = []
+    parts = []
     n_layers = len(L.names)
     for a in _progress(starts, progress, total=len(starts), desc="masks"):
         b = min(P, a + chunk)
@@ -137,9 +137,9 @@ def score_population(model_or_weights, masks, convention: str = "neurips2023", *
             stats = layer_stats(inputs, conv, weighted=use_w, device=None if dev.type == "cpu" else dev)
             out = assemble(stats, conv, bound, softness)  # rows: layer-major within the chunk
         order = np.arange(n_layers * (b - a)).reshape(n_layers, b - a).T.reshape(-1)  # -> sample-major
-        f = metric_frame({k: v[order] for k, v in out.items()})
-        f.insert(0, "convention", conv.name)
-        f.insert(0, "layer", np.tile(np.asarray(L.names, dtype=object), b - a))
-        f.insert(0, "sample", np.repeat(np.arange(a, b), n_layers))
-        frames.append(f)
-    return pd.concat(frames, ignore_index=True)
+        parts.append({k: v[order] for k, v in out.items()})
+    f = metric_frame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})  # one frame for all chunks
+    f.insert(0, "convention", conv.name)
+    f.insert(0, "layer", np.tile(np.asarray(L.names, dtype=object), P))
+    f.insert(0, "sample", np.repeat(np.arange(P), n_layers))
+    return f

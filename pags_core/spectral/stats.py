@@ -191,7 +191,8 @@ def layer_stats(inputs: list[LayerInput], conv: Convention, *, weighted: bool, d
         both = np.empty((inst.size, 2))
         both[:, 0], both[:, 1] = 1.0, vals
         pair.add(inst, ku, n_rows, ko, n_cols, both, "layer")
-        pair.add(gid[in_gate], ku[in_gate], n_rows, kgo[in_gate], n_gcols, both[in_gate], "group")
+        sel = np.flatnonzero(in_gate)
+        pair.add(gid.take(sel), ku.take(sel), n_rows, kgo.take(sel), n_gcols, both.take(sel, axis=0), "group")
     else:
         two = ~has_zero[inst] if weighted else np.zeros(inst.size, dtype=bool)
         for edges, sel in ((pair, two), (single, ~two)):

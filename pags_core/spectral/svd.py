@@ -12,13 +12,13 @@ binary and the weighted graph of a layer are two channels on the same edges).  T
    blocks of a grouped convolution, a perfect matching) give σ2 = σ1, as the dense oracle does;
 2. solves each component on its smaller side m: a closed form for m = 1 (σ1 = ‖values‖₂, σ2 = 0); for
    m ≤ :data:`DENSE_MAX` a dense Gram matrix and one batched ``eigvalsh`` per size class; above that a batched Lanczos
-   iteration (one vector per component, full reorthogonalisation, one sparse mat-vec pair for all components of a
-   batch per step, residual-based stopping) — :mod:`pags_core.spectral.lanczos`;
+   iteration (one vector per component, full reorthogonalisation, one sparse mat-vec pair for the components of a
+   batch still iterating per step, residual-based stopping) — :mod:`pags_core.spectral.lanczos`;
 3. recomputes σ2 by a Rayleigh–Ritz step (the singular values of B·[v1 v2]) where it is tiny next to σ1, since the
    square root of a Gram eigenvalue loses it there (a dense layer K(a, b) has σ2 = 0).
 
 Results agree with the dense (|L|+|R|)² adjacency eigendecomposition of :mod:`pags_core.spectral.reference` to
-about 1e-12 relative (the Lanczos stopping bound is 1e-11 on eigenvalues; σ2 absolutely to ~1e-15·σ1 where it is
+about 1e-11 relative (the Lanczos stopping bound is 1e-11 on eigenvalues; σ2 absolutely to ~1e-15·σ1 where it is
 ~0).
 """
 from __future__ import annotations
@@ -44,6 +44,11 @@ except ImportError:  # pragma: no cover
     _ThreadpoolController = None
 _CONTROLLER = None
 
+try:  # scipy's connected components of an undirected graph given as CSR and its transpose, without the conversions
+    from scipy.sparse.csgraph._traversal import _connected_components_undirected as _cc_undirected
+except ImportError:  # pragma: no cover
+    _cc_undirected = None
+
 try:  # scipy's O(nnz) counting sort from COO to CSR (what ``coo_matrix.tocsr`` calls), without the duplicate check
     from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
 except ImportError:  # pragma: no cover
@@ -62,24 +67,28 @@ def single_thread_blas():
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
-def csr_arrays(n_rows: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray | None = None):
+def csr_arrays(n_rows: int, rows: np.ndarray, cols: np.ndarray, data: np.ndarray | None = None, *,
+               n_cols: int | None = None):
     """(indptr, indices, data or order) of the CSR matrix with the given COO entries (no duplicates expected).
 
     Entries keep their input order within a row (counting sort).  With ``data=None`` the returned third array is
-    the permutation that sorts the entries into CSR order."""
-    rows = np.asarray(rows, dtype=np.int64)
-    nnz = rows.size
+    the permutation that sorts the entries into CSR order.  Index arrays are int32 when every index fits (half the
+    memory traffic of a mat-vec), int64 otherwise; ``n_cols`` (default: the largest column + 1) bounds the columns."""
+    nnz = int(np.size(rows))
     payload = np.arange(nnz, dtype=np.int64) if data is None else np.asarray(data)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    if n_cols is None:
+        n_cols = int(cols.max()) + 1 if nnz else 1
+    idx = np.int32 if max(n_rows, n_cols, nnz) < 2 ** 31 - 1 else np.int64
+    rows = np.asarray(rows, dtype=idx)
+    indptr = np.zeros(n_rows + 1, dtype=idx)
     if _coo_tocsr is not None and nnz:
-        ix = np.empty(nnz, dtype=np.int64)
+        ix = np.empty(nnz, dtype=idx)
         dx = np.empty(nnz, dtype=payload.dtype)
-        _coo_tocsr(int(n_rows), int(max(int(cols.max()) + 1, 1)), int(nnz), rows, np.asarray(cols, dtype=np.int64),
-                   payload, indptr, ix, dx)
+        _coo_tocsr(int(n_rows), int(max(n_cols, 1)), nnz, rows, np.asarray(cols, dtype=idx), payload, indptr, ix, dx)
         return indptr, ix, dx
     order = np.argsort(rows, kind="stable")  # pragma: no cover - fallback without scipy's private kernel
     np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    return indptr, np.asarray(cols, dtype=np.int64)[order], payload[order]
+    return indptr, np.asarray(cols, dtype=idx)[order], payload[order]
 
 
 def _compact(ids: np.ndarray) -> tuple[np.ndarray, int]:
@@ -94,12 +103,29 @@ def _compact(ids: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _rank_within(labels: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
     """(position of every item among the items with its label, in item order; count per label)."""
-    counts = np.bincount(labels, minlength=n_labels)
-    order = np.argsort(labels, kind="stable")
-    starts = np.cumsum(counts) - counts
+    ip, _, order = csr_arrays(n_labels, labels, np.zeros(labels.size, dtype=np.int8), n_cols=1)  # stable
+    counts = np.diff(ip).astype(np.int64)
     rank = np.empty(labels.size, dtype=np.int64)
-    rank[order] = np.arange(labels.size, dtype=np.int64) - np.repeat(starts, counts)
+    rank[order] = np.arange(labels.size, dtype=np.int64) - np.repeat(ip[:-1].astype(np.int64), counts)
     return rank, counts
+
+
+def _components(r: np.ndarray, n_r: int, c: np.ndarray, n_c: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Connected components of the bipartite graph with edges (row r[i], column c[i]): (count, label of every row,
+    label of every column)."""
+    n = n_r + n_c
+    cn = c + n_r
+    if _cc_undirected is not None and n < 2 ** 31 - 1 and r.size < 2 ** 31 - 1:
+        one = np.zeros(r.size, dtype=np.int8)
+        ip, ix, _ = csr_arrays(n, r, cn, one, n_cols=n)  # row -> column edges ...
+        ipt, ixt, _ = csr_arrays(n, cn, r, one, n_cols=n)  # ... and their transpose: an undirected graph
+        labels = np.empty(n, dtype=np.int32)
+        n_comp = int(_cc_undirected(ix, ip, ixt, ipt, labels))
+    else:  # pragma: no cover - without scipy's private traversal kernel
+        graph = sp.csr_matrix((np.ones(r.size, dtype=np.int8), (r, cn)), shape=(n, n))
+        n_comp, labels = connected_components(graph, directed=False)
+    labels = labels.astype(np.int64)
+    return n_comp, labels[:n_r], labels[n_r:]
 
 
 def _size_class(m: np.ndarray, first: int) -> np.ndarray:
@@ -188,9 +214,7 @@ def top2_many(problem, row, col, vals, n_problems: int, *, device=None) -> np.nd
         raise ValueError("top2_many: every entry value must be finite and > 0 (absent edges are not listed)")
     r, n_r = _compact(np.asarray(row, dtype=np.int64))
     c, n_c = _compact(np.asarray(col, dtype=np.int64))
-    graph = sp.csr_matrix((np.ones(r.size, dtype=np.int8), (r, c + n_r)), shape=(n_r + n_c, n_r + n_c))
-    n_comp, labels = connected_components(graph, directed=False)
-    lab_r, lab_c = labels[:n_r].astype(np.int64), labels[n_r:].astype(np.int64)
+    n_comp, lab_r, lab_c = _components(r, n_r, c, n_c)
     rank_r, cnt_r = _rank_within(lab_r, n_comp)
     rank_c, cnt_c = _rank_within(lab_c, n_comp)
     comp = lab_r[r]
@@ -199,9 +223,9 @@ def top2_many(problem, row, col, vals, n_problems: int, *, device=None) -> np.nd
     cols_short = cnt_c <= cnt_r  # Gram on the column side (m = number of column nodes)
     m = np.where(cols_short, cnt_c, cnt_r)
     edge_cs = cols_short[comp]
-    short = np.where(edge_cs, rank_c[c], rank_r[r])
-    tall = np.where(edge_cs, r, c + n_r)  # global tall-node id (rows and columns in one id space)
-    tall_rank = np.where(edge_cs, rank_r[r], rank_c[c])  # tall-node index within its component
+    rr, rc = rank_r[r], rank_c[c]
+    short = np.where(edge_cs, rc, rr)
+    tall_rank = np.where(edge_cs, rr, rc)  # tall-node index within its component
     sv = np.zeros((n_comp, C, 2))
     # m == 1: a star (or a single edge): σ1 = ‖values‖₂, σ2 = 0
     one = m == 1
@@ -218,12 +242,12 @@ def top2_many(problem, row, col, vals, n_problems: int, *, device=None) -> np.nd
         slot[np.flatnonzero(cls)] = pid
         e = np.flatnonzero(cls[comp])
         if small:
-            t, n_t = _compact(tall[e])
+            t, n_t = _compact(np.where(edge_cs[e], r[e], c[e] + n_r))  # tall nodes (rows and columns in one id space)
             sv[cls] = _dense_top2(t, short[e], vals[e], slot[comp[e]], n_piece, m[cls], n_t)
         else:
             n_tall = np.where(cols_short, cnt_r, cnt_c)[cls]
-            sv[cls] = lanczos_top2(tall_rank[e], short[e], vals[e], slot[comp[e]], n_piece, m[cls], n_tall,
-                                   device=device)
+            sv[cls] = lanczos_top2(tall_rank, short, vals, slot[comp], n_piece, m[cls], n_tall, device=device,
+                                   edges=e)
     # merge: a matrix's (σ1, σ2) are the two largest of its components' (σ1, σ2)
     for ch in range(C):
         v = sv[:, ch, :].reshape(-1)
