@@ -108,9 +108,9 @@ def test_zoo_masks_spectrum_pags_and_training(name, data):
     assert {n: k for n, (k, _) in masks["erk"].layer_counts().items()} == counts
 
     df = pc.model_spectrum(model, masks["erk"], progress=False)
-    conv_linear = [n for n in expected if not n.endswith("in_proj_weight")]
-    assert set(conv_linear) <= set(df.index) <= set(expected)
-    assert [tuple(s) for s in df.loc[conv_linear, "shape"]] == [tuple(geo[n].shape) for n in conv_linear]
+    assert list(df.index) == expected  # every prunable weight has its row, attention projections included
+    assert [tuple(s) for s in df["shape"]] == [tuple(geo[n].shape) for n in expected]
+    assert [int(g) for g in df["groups"]] == [geo[n].groups for n in expected]  # read as its true graph
     assert df["mu0"].notna().all()
 
     generator = ZOO[name][1]
