@@ -8,7 +8,7 @@ dense pre-training steps (paper B, section 4).
 3. P samples M_k = G(θ, a few fresh mini-batches, D) are drawn chunk by chunk (SynFlow and Magnitude with the
    scoring-only weight noise), every chunk is scored with :func:`~pags_core.spectral.score_population` at the same θ
    (batched; on the GPU when there is one) and fed to the pure selection rule of
-   :mod:`~pags_core.sampling.selection`;
+   :mod:`~pags_core.methods.selection`;
 4. after every chunk the state (selection, stitched mask, population metrics, costs) is written atomically to
    ``checkpoint`` when one is given, so a crash loses at most one chunk and a rerun continues from there.
 
@@ -110,7 +110,7 @@ class PAGSResult:
       ``baseline_mask``: the generator's ticket M* on the full scoring batches.
     - ``provenance``: one row per layer: ``layer``, ``weights`` (N_l), ``source`` (population index the layer came
       from; −1 = the baseline), baseline/selected kept counts and densities, baseline/selected Δr_imdb, Δr, λ_imsg, λ, FS.
-    - ``selection``: the :class:`~pags_core.sampling.selection.Selection` (provenance array, stored values, trace).
+    - ``selection``: the :class:`~pags_core.methods.selection.Selection` (provenance array, stored values, trace).
     - ``population``: ``{metric: (P, L) array}`` of every sample (and ``kept``); ``baseline``: ``{metric: (L,)}``.
     - ``density``: target D; ``density_realised``: global density of ``mask`` (not renormalised);
       ``baseline_density``: of M*.
@@ -287,7 +287,7 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
         The baseline M* is drawn without noise; metrics and the ticket always use the clean weights.
     rule, selection:
         ``"dominance"`` (default) or ``"alt"``; ``"layerwise"`` (default) or ``"network"`` — see
-        :func:`~pags_core.sampling.selection.select`.
+        :func:`~pags_core.methods.selection.select`.
     convention:
         Spectral convention of the metrics (default ``"neurips2023"``).
     seed:
