@@ -8,7 +8,7 @@ stores hold the same runs (the same namespaces and keys) with the same results: 
     .venv/bin/python benchmarks/bench_chapter_executors.py                  # the PEGS chapter, 2 workers
     .venv/bin/python benchmarks/bench_chapter_executors.py --chapter pags   # quicker
 
-Writes ``benchmarks/results/chapter_executors_cpu.md``.  Run it on a quiet machine: the ratio is what the pool buys.
+Writes ``benchmarks/results/chapter_executors_cpu.md``; the stores stay under ``_build/bench_chapter_executors/``.  Run it on a quiet machine: the ratio is what the pool buys.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +26,22 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TIMING_FIELDS = ("seconds", "unit_seconds", "wall_seconds", "dst_seconds")
+#: Where the two stores and executed notebooks are kept (replaced at each run), so ``--compare-only`` can check again.
+KEEP = ROOT / "_build" / "bench_chapter_executors"
+
+
+def is_timing(field: str) -> bool:
+    """Wall-clock fields of a result (``seconds``, ``unit_seconds``, ``generator_s``, ...): they differ run to run."""
+    return field.endswith("seconds") or field.endswith("_s")
+
+
+def without_timings(obj):
+    """A result with every timing field removed, at any depth (a training history holds one per epoch)."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if not is_timing(k)}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj
 
 
 def run_chapter(chapter: str, executor: str, workers: int, store: Path, out: Path) -> float:
@@ -69,9 +84,7 @@ def compare_stores(a: Path, b: Path) -> tuple[int, int, list[str]]:
     tensors = 0
     for key in sorted(ra & rb):
         res = [json.loads((root / key / "result.json").read_text()) for root in (a, b)]
-        for r in res:
-            for f in TIMING_FIELDS:
-                r.pop(f, None)
+        res = [without_timings(r) for r in res]
         if res[0] != res[1]:
             fields = sorted(k for k in res[0].keys() | res[1].keys() if res[0].get(k) != res[1].get(k))
             diffs.append(f"{key}: result fields differ: {', '.join(fields)}")
@@ -88,15 +101,21 @@ def main() -> None:
     ap.add_argument("--chapter", default="pegs", choices=["pags", "pegs", "itop_correlation", "custom_architecture"],
                     help="the chapter notebook (default pegs)")
     ap.add_argument("--workers", type=int, default=2, help="workers of the process pool (default 2)")
+    ap.add_argument("--compare-only", action="store_true",
+                    help=f"compare the stores the last run left under {KEEP.relative_to(ROOT)}/ without running")
     args = ap.parse_args()
+    if args.compare_only:
+        n, tensors, diffs = compare_stores(KEEP / "store-serial", KEEP / "store-processes")
+        print(f"{n} runs, {tensors} tensor files compared; {len(diffs)} difference(s)", *diffs[:20], sep="\n")
+        sys.exit(1 if diffs else 0)
     load0 = os.getloadavg()
     walls = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        for name, workers in (("serial", 1), ("processes", args.workers)):
-            walls[name] = run_chapter(args.chapter, name, workers, tmp / f"store-{name}", tmp / f"{name}.ipynb")
-            print(f"{name}: {walls[name]:.0f} s", flush=True)
-        n, tensors, diffs = compare_stores(tmp / "store-serial", tmp / "store-processes")
+    shutil.rmtree(KEEP, ignore_errors=True)
+    KEEP.mkdir(parents=True)
+    for name, workers in (("serial", 1), ("processes", args.workers)):
+        walls[name] = run_chapter(args.chapter, name, workers, KEEP / f"store-{name}", KEEP / f"{name}.ipynb")
+        print(f"{name}: {walls[name]:.0f} s", flush=True)
+    n, tensors, diffs = compare_stores(KEEP / "store-serial", KEEP / "store-processes")
     load1 = os.getloadavg()
     same = not diffs
     text = "\n".join([
@@ -117,6 +136,7 @@ def main() -> None:
         f"Both stores hold the same {n} runs with the same results (every `result.json` field except timings, and "
         f"{tensors} stored tensor files bit for bit): **{same}**.",
         *[f"- {d}" for d in diffs[:20]],
+        *([f"- ... and {len(diffs) - 20} more"] if len(diffs) > 20 else []),
         "",
         f"Re-run: `.venv/bin/python benchmarks/bench_chapter_executors.py --chapter {args.chapter} "
         f"--workers {args.workers}`.",
