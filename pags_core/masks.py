@@ -2,10 +2,15 @@
 
 A mask never touches ``torch.nn.utils.prune``: the model keeps plain ``weight`` parameters and the mask is multiplied
 into them (:meth:`Mask.apply_`) before training and after every optimiser step.
+
+A mask is binary: a value other than 0/1/True/False is an error unless a ``threshold`` is given explicitly
+(:class:`Mask`), and :func:`check_mask` refuses keys that name no prunable parameter of the model.
 """
 from __future__ import annotations
 
 import copy
+import difflib
+import math
 import os
 from collections.abc import MutableMapping
 from typing import Any, Dict, Iterator, Mapping
@@ -13,7 +18,7 @@ from typing import Any, Dict, Iterator, Mapping
 import torch
 from torch import nn
 
-__all__ = ["Mask"]
+__all__ = ["Mask", "check_mask"]
 
 _FORMAT = "pags_core.Mask/1"
 
@@ -24,15 +29,24 @@ class Mask(MutableMapping):
 
     ``meta`` is a free dict of JSON-like metadata (generator, target density, seed, ...), saved with the mask.
 
+    Values must be binary: bool tensors, or numeric tensors holding only 0 and 1 (stored as bool).  Any other
+    value (a "soft" 0.5, a NaN) is a ``ValueError`` naming the tensor, unless ``threshold`` is given: then a
+    non-bool tensor keeps exactly the entries ``> threshold`` (NaN entries are still an error).  Assignment
+    (``mask[name] = t``) always requires binary values.
+
     >>> m = Mask.ones(model)                       # doctest: +SKIP
     >>> m.density, m.num_kept, m.num_total          # doctest: +SKIP
     """
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor] | None = None, meta: Mapping[str, Any] | None = None):
+    def __init__(self, tensors: Mapping[str, torch.Tensor] | None = None, meta: Mapping[str, Any] | None = None, *,
+                 threshold: float | None = None):
         self._t: Dict[str, torch.Tensor] = {}
         self.meta: Dict[str, Any] = dict(meta or {})
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+                raise ValueError(f"threshold must be a finite number (entries > threshold are kept), got {threshold!r}")
         for k, v in (tensors or {}).items():
-            self[k] = v
+            self._set(k, v, threshold)
 
     # ---- mapping protocol -------------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -42,11 +56,14 @@ class Mask(MutableMapping):
             raise KeyError(f"mask has no tensor {name!r}; it holds {len(self._t)} tensors, e.g. {list(self._t)[:3]}") from None
 
     def __setitem__(self, name: str, value: torch.Tensor) -> None:
+        self._set(name, value, None)
+
+    def _set(self, name: str, value: torch.Tensor, threshold: float | None) -> None:
         if not isinstance(name, str):
             raise TypeError(f"mask keys are parameter names (str), got {type(name).__name__}")
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"mask values must be tensors, got {type(value).__name__} for {name!r}")
-        self._t[name] = value if value.dtype == torch.bool else value != 0
+        self._t[name] = _as_bool(name, value, threshold)
 
     def __delitem__(self, name: str) -> None:
         del self._t[name]
@@ -65,7 +82,7 @@ class Mask(MutableMapping):
     # ---- construction -----------------------------------------------------------------------------------------
     @classmethod
     def ones(cls, model: nn.Module, *, device: str | torch.device | None = None) -> "Mask":
-        """An all-kept mask over every prunable weight of ``model`` (every Conv2d and Linear weight)."""
+        """An all-kept mask over every prunable weight of ``model`` (see :func:`~pags_core.prunable_parameters`)."""
         from .models import prunable_parameters
 
         return cls({n: torch.ones(p.shape, dtype=torch.bool, device=device if device is not None else p.device)
@@ -108,17 +125,9 @@ class Mask(MutableMapping):
         return [k for k, t in self._t.items() if not bool(t.any())]
 
     # ---- model interaction ------------------------------------------------------------------------------------
-    def check(self, model: nn.Module) -> "Mask":
-        """Raise ``ValueError`` if a tensor names a parameter the model lacks or does not fit its shape."""
-        params = dict(model.named_parameters())
-        for name, t in self._t.items():
-            if name not in params:
-                raise ValueError(
-                    f"mask tensor {name!r} names no parameter of the model "
-                    f"(e.g. {', '.join(list(params)[:4])}, ...); was the mask made for another architecture?")
-            if tuple(t.shape) != tuple(params[name].shape):
-                raise ValueError(f"mask for layer {name!r} has shape {tuple(t.shape)} but the model's weight has shape "
-                                 f"{tuple(params[name].shape)}")
+    def check(self, model: nn.Module, *, complete: bool = False) -> "Mask":
+        """:func:`check_mask` against ``model``; returns the mask."""
+        check_mask(self, model, complete=complete)
         return self
 
     def _pairs(self, model: nn.Module):
@@ -173,10 +182,16 @@ class Mask(MutableMapping):
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any], map_location: str | torch.device | None = "cpu") -> "Mask":
-        if state.get("format") != _FORMAT:
-            raise ValueError(f"not a saved Mask (format {state.get('format')!r}, expected {_FORMAT!r})")
-        names = state["names"]
-        tensors = state["tensors"]
+        """The mask :meth:`state_dict` describes; ``ValueError`` for anything else (naming what is wrong)."""
+        if not isinstance(state, Mapping) or state.get("format") != _FORMAT:
+            fmt = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"not a saved Mask (format {fmt!r}, expected {_FORMAT!r})")
+        names, tensors = state.get("names"), state.get("tensors")
+        if not isinstance(names, list) or not isinstance(tensors, Mapping):
+            raise ValueError("saved Mask lacks its 'names' list or 'tensors' dict")
+        missing = [k for k in names if k not in tensors]
+        if missing:
+            raise ValueError(f"saved Mask names tensor(s) it does not hold: {missing[:5]}")
         return cls({k: tensors[k].to(map_location) if map_location is not None else tensors[k] for k in names},
                    state.get("meta"))
 
@@ -185,7 +200,113 @@ class Mask(MutableMapping):
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> "Mask":
-        return cls.from_state_dict(torch.load(path, map_location=map_location, weights_only=True), map_location)
+        """Read a mask written by :meth:`save`.  A missing file is ``FileNotFoundError``; a file that is not a saved
+        Mask (truncated, garbage, another object) is ``ValueError`` naming the path."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no saved Mask at {os.fspath(path)}")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+            return cls.from_state_dict(state, map_location)
+        except Exception as e:  # noqa: BLE001 - every way a file can be corrupt ends here, with its path
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise ValueError(f"{os.fspath(path)} is not a readable saved Mask ({type(e).__name__}: {first}); "
+                             "delete it and regenerate the mask") from e
+
+
+def _as_bool(name: str, value: torch.Tensor, threshold: float | None) -> torch.Tensor:
+    """``value`` as a bool tensor: bool as is, a 0/1 tensor converted, ``> threshold`` when one is given."""
+    if value.dtype == torch.bool:
+        return value
+    if value.is_complex():
+        raise ValueError(f"mask tensor {name!r} is complex ({value.dtype}); a mask holds 0/1 or True/False")
+    if value.is_floating_point():
+        nan = torch.isnan(value)
+        if bool(nan.any()):
+            raise ValueError(f"mask tensor {name!r} holds {int(nan.sum())} NaN value(s); a mask holds 0/1 or "
+                             "True/False")
+    if threshold is not None:
+        return value > threshold
+    off = (value != 0) & (value != 1)
+    if bool(off.any()):
+        example = value[off].reshape(-1)[0].item()
+        raise ValueError(
+            f"mask tensor {name!r} is not binary: {int(off.sum())} of {value.numel()} values are neither 0 nor 1 "
+            f"(e.g. {example!r}). To binarise a soft mask, say where to cut: Mask(tensors, threshold=0.5) keeps the "
+            "entries > 0.5")
+    return value != 0
+
+
+def check_mask(mask: Mapping[str, Any], model: "nn.Module | Mapping[str, Any]", *, complete: bool = False) -> None:
+    """Raise ``ValueError`` unless ``mask`` fits ``model``: every key names a prunable parameter (see
+    :func:`~pags_core.prunable_parameters`; ``model`` may also be a mapping name -> weight), every value has that
+    weight's shape and is binary.
+
+    Unmatched keys are listed together, with a hint when they carry the ``module.`` prefix of a
+    ``DataParallel``/``DistributedDataParallel`` state, when they name a parameter that is not prunable (a bias, a
+    norm layer, an unsupported layer) or look like a typo.  Prunable weights absent from the mask count as dense
+    everywhere in pags_core; ``complete=True`` makes them an error too."""
+    from .models import SUPPORTED_LAYERS, prunable_parameters
+
+    if not isinstance(mask, Mapping):
+        raise TypeError(f"a mask is a mapping parameter name -> bool tensor (e.g. a pags_core.Mask), got "
+                        f"{type(mask).__name__}")
+    if isinstance(model, nn.Module):
+        shapes = {n: tuple(p.shape) for n, p in prunable_parameters(model).items()}
+    elif isinstance(model, Mapping):
+        shapes = {n: tuple(w.shape) for n, w in model.items()}
+    else:
+        raise TypeError(f"check a mask against a torch.nn.Module or a mapping name -> weight, got "
+                        f"{type(model).__name__}")
+    unknown = [k for k in mask if k not in shapes]
+    if unknown:
+        raise ValueError(_unknown_keys_message(unknown, len(mask), shapes, model, SUPPORTED_LAYERS))
+    for name, t in mask.items():
+        if tuple(t.shape) != shapes[name]:
+            raise ValueError(f"mask for layer {name!r} has shape {tuple(t.shape)} but the model's weight has shape "
+                             f"{shapes[name]}")
+        if not isinstance(t, torch.Tensor):
+            t = torch.as_tensor(t)
+        _as_bool(name, t, None)
+    if complete:
+        missing = [k for k in shapes if k not in mask]
+        if missing:
+            raise ValueError(f"mask lacks {len(missing)} prunable weight(s) of the model: {_few(missing)}")
+
+
+def _few(names, n: int = 8) -> str:
+    shown = ", ".join(repr(k) for k in names[:n])
+    return shown + (f", ... ({len(names) - n} more)" if len(names) > n else "")
+
+
+def _unknown_keys_message(unknown, n_keys, shapes, model, supported) -> str:
+    hints = []
+    prefixed = [k for k in unknown if k.startswith("module.")]
+    if prefixed and any(k[len("module."):] in shapes for k in prefixed):
+        hints.append("They carry the 'module.' prefix of a DataParallel/DistributedDataParallel model: strip it, "
+                     "e.g. Mask({k.removeprefix('module.'): v for k, v in mask.items()}), or use the unwrapped model.")
+    elif any("module." + k in shapes for k in unknown):
+        hints.append("The model is wrapped (DataParallel/DistributedDataParallel): check the mask against "
+                     "model.module.")
+    params = {}
+    if isinstance(model, nn.Module):
+        params = {f"{m}.{p}" if m else p: mod for m, mod in model.named_modules()
+                  for p, _ in mod.named_parameters(recurse=False)}
+    typos = []
+    for k in unknown[:8]:
+        if k in params:
+            hints.append(f"{k!r} is a parameter of a {type(params[k]).__name__}, which pags_core does not prune "
+                         f"(supported: {supported}).")
+        elif not k.startswith("module."):
+            close = difflib.get_close_matches(k, list(shapes), n=1, cutoff=0.85)
+            if close:
+                typos.append(f"{k!r} -> {close[0]!r}")
+    if typos:
+        hints.append(f"Did you mean: {', '.join(typos)}?")
+    if not hints:
+        hints.append(f"The model's prunable parameters are {_few(list(shapes), 4)}; was the mask made for another "
+                     "model?")
+    return (f"{len(unknown)} of {n_keys} mask key(s) match no prunable parameter of the model: {_few(unknown)}. "
+            + " ".join(hints))
 
 
 def _mul_(tensors: list, masks: list) -> None:

@@ -1,47 +1,42 @@
 #!/usr/bin/env python3
 """Open every page of the built book in headless Chromium and check what a reader would see.
 
-Driven through Chromium's DevTools protocol over a websocket (``websocket-client``, already in the lock file), so no
-WebDriver is needed.  The book is served by ``http.server`` on 127.0.0.1 only, and Chromium's host resolver maps every
-other host to "not found", so a page that tries to reach the network fails loudly instead of quietly working online.
+Playwright's Python package drives Debian's Chromium through ``executable_path`` (Playwright's own browser download is
+never used).  The book is served on 127.0.0.1 only by a child process of this script, stopped by its PID at the end,
+and Chromium's host resolver maps every other host to "not found", so a page that reaches for the network fails
+loudly instead of quietly working online.
 
-For every ``*.html`` under the build (``_static`` and ``_sources`` excepted) it checks:
+For every ``*.html`` under the build (``_static``, ``_sources`` and ``_images`` excepted) it checks:
 
 * no console error, uncaught exception, failed request or HTTP error status;
 * no request to anything but the local server, and no element that loads a remote script, style sheet or image;
 * every local ``href``/``src`` names a file of the build, and every ``#fragment`` an id of the target page;
 * every image loaded (``naturalWidth > 0``), and a chapter page (built from a notebook) has at least one figure;
-* on a page with math, MathJax typeset it (``mjx-container``) and reported no TeX error (``mjx-merror``).
+* on a page with math, MathJax typeset it (``mjx-container``) and reported no TeX error (``mjx-merror``);
+* a page that forwards with ``<meta http-equiv="refresh">`` (jupyter-book's ``index.html``) reaches its target.
 
-It prints one row per page, saves screenshots of the introduction and of one results page, and exits 1 on any
-failure (2 when it cannot run at all).
+It prints one row per page and one ``FAIL <page>: <defect>`` line per defect, saves screenshots of the introduction
+and of one results page, and exits 1 on any failure (2 when it cannot run at all).
 
 Usage: browser_check.py --html _build/html [--screenshots _build/screenshots] [--chromium /usr/bin/chromium]
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import functools
+import html
 import http.server
-import json
 import os
 import re
+import select
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-
-try:
-    import websocket  # websocket-client
-except ImportError:  # pragma: no cover - the lock file pins it
-    sys.exit("browser_check: the 'websocket-client' package is missing (it is pinned in requirements-lock.txt)")
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -59,11 +54,10 @@ CHROMIUM_FLAGS = [
     "--mute-audio",
     # Only the local server resolves: a page that reaches for the network fails (and is reported) instead.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--remote-debugging-address=127.0.0.1",
-    "--remote-debugging-port=0",
 ]
 VIEWPORT = (1280, 900)
 SCREENSHOT_MAX_HEIGHT = 7000
+PAGE_TIMEOUT_MS = 30_000
 #: Preferred "results page" for the second screenshot: the first of these chapters that is in the build.
 RESULTS_PAGES = (
     "notebooks/itop_correlation.html",
@@ -74,13 +68,15 @@ RESULTS_PAGES = (
     "notebooks/custom_architecture.html",
 )
 INTRO_PAGE = "book/intro.html"
+#: Schemes that name no resource to fetch or check.
+INERT_SCHEMES = ("mailto", "javascript", "data", "blob", "about", "tel")
 
 # Runs in the page once it has loaded: waits for MathJax's first typeset, fonts and images, then reports.
 COLLECT_JS = r"""
-(async () => {
+async () => {
   const sleep = (ms) => new Promise(r => setTimeout(r, ms));
   const mj = window.MathJax;
-  if (mj && mj.startup && mj.startup.promise) { await mj.startup.promise; }
+  if (mj && mj.startup && mj.startup.promise) { await Promise.race([mj.startup.promise, sleep(30000)]); }
   if (document.fonts && document.fonts.ready) { await document.fonts.ready; }
   await Promise.all(Array.from(document.images).map(img => (img.complete ? null :
       new Promise(r => { img.addEventListener('load', r); img.addEventListener('error', r); setTimeout(r, 10000); }))));
@@ -92,11 +88,11 @@ COLLECT_JS = r"""
       if (v === null) continue;
       let url = null;
       try { url = new URL(v, location.href).href; } catch (e) { url = null; }
-      refs.push({tag: el.tagName.toLowerCase(), rel: el.getAttribute('rel') || '', attr, value: v, url});
+      refs.push({tag: el.tagName.toLowerCase(), attr, value: v, url});
     }
   }
   const imgs = Array.from(document.images).map(i => ({
-    src: i.getAttribute('src') || '', ok: i.complete && i.naturalWidth > 0, width: i.naturalWidth,
+    src: i.getAttribute('src') || '', ok: i.complete && i.naturalWidth > 0,
     content: !!i.closest('article, .bd-article, main')}));
   const mathSources = document.querySelectorAll('article .math, article script[type^="math/tex"]').length;
   const mjx = document.querySelectorAll('mjx-container').length;
@@ -104,76 +100,13 @@ COLLECT_JS = r"""
       e => e.getAttribute('data-mjx-error') || e.textContent).slice(0, 5);
   const ids = Array.from(document.querySelectorAll('[id]')).map(e => e.id)
       .concat(Array.from(document.querySelectorAll('a[name]')).map(e => e.getAttribute('name')));
-  return {title: document.title, href: location.href, refs, imgs, mathSources, mjx, merr,
-          mathjax: (mj && mj.version) || null, ids,
+  return {href: location.href, refs, imgs, mathSources, mjx, merr, mathjax: (mj && mj.version) || null, ids,
           height: Math.max(document.body ? document.body.scrollHeight : 0, document.documentElement.scrollHeight)};
-})()
+}
 """
 
 
-class CDPError(RuntimeError):
-    pass
-
-
-class CDP:
-    """A minimal DevTools-protocol client: one browser websocket, flattened target sessions, buffered events."""
-
-    def __init__(self, ws_url: str):
-        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
-        self.next_id = 0
-        self.events: list[dict] = []
-
-    def _recv(self, timeout: float) -> dict | None:
-        self.ws.settimeout(max(timeout, 0.05))
-        try:
-            return json.loads(self.ws.recv())
-        except websocket.WebSocketTimeoutException:
-            return None
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60) -> dict:
-        self.next_id += 1
-        msg: dict = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        self.ws.send(json.dumps(msg))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = self._recv(deadline - time.monotonic())
-            if m is None:
-                continue
-            if m.get("id") == self.next_id:
-                if "error" in m:
-                    raise CDPError(f"{method}: {m['error'].get('message')} {m['error'].get('data', '')}".strip())
-                return m.get("result", {})
-            self.events.append(m)
-        raise CDPError(f"{method}: no answer within {timeout:.0f} s")
-
-    def wait_event(self, method: str, session: str | None, timeout: float) -> dict | None:
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for m in self.events[seen:]:
-                if m.get("method") == method and m.get("sessionId") == session:
-                    return m
-            seen = len(self.events)
-            if time.monotonic() >= deadline:
-                return None
-            m = self._recv(min(0.5, deadline - time.monotonic()))
-            if m is not None:
-                self.events.append(m)
-
-    def drain(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            m = self._recv(deadline - time.monotonic())
-            if m is not None:
-                self.events.append(m)
-
-    def close(self) -> None:
-        try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001
-            pass
+# ------------------------------------------------------------------------------------------------ the local server
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -185,49 +118,49 @@ class LocalServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):
-        # The browser cancels requests it no longer needs (a navigation away, a font MathJax did not use).
+        # The browser cancels requests it no longer needs (a closed tab, a font MathJax did not use).
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)
 
 
-def serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+def serve_forever(root: Path) -> None:
+    """The server process (``--serve``): serve ``root`` on 127.0.0.1 only and print the port.  It runs until it is
+    stopped by PID or its standard input closes, so it also ends when the checker that started it is killed."""
     handler = functools.partial(QuietHandler, directory=str(root))
-    httpd = LocalServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    with LocalServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=lambda: (sys.stdin.buffer.read(), httpd.shutdown()), daemon=True).start()
+        print(httpd.server_address[1], flush=True)
+        httpd.serve_forever()
 
 
-def start_chromium(binary: str, profile: Path) -> tuple[subprocess.Popen, str]:
-    log = open(profile.parent / "chromium.log", "wb")
-    proc = subprocess.Popen(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
-         "about:blank"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    port_file = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chromium exited with code {proc.returncode}; see {profile.parent / 'chromium.log'}")
-        if port_file.is_file():
-            lines = port_file.read_text().split()
-            if len(lines) >= 2:
-                return proc, f"ws://127.0.0.1:{lines[0]}{lines[1]}"
-        time.sleep(0.1)
-    raise RuntimeError("chromium did not open its DevTools port within 60 s")
+def start_server(root: Path, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+    """Start :func:`serve_forever` as a child process; return it and the base URL it serves."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(root)],
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline().strip() if ready else ""
+    if not line.isdigit():
+        stop_server(proc)
+        raise RuntimeError(f"the local HTTP server did not start (exit code {proc.returncode}, said {line!r})")
+    return proc, f"http://127.0.0.1:{line}/"
 
 
-def stop_chromium(proc: subprocess.Popen) -> None:
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop the server process by its PID: SIGTERM, then SIGKILL if it has not exited within 5 s."""
     if proc.poll() is None:
+        proc.terminate()
         try:
-            os.killpg(proc.pid, signal.SIGTERM)  # the process group this script started for chromium
-            proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+# --------------------------------------------------------------------------------------------------- one page
 
 
 @dataclass
@@ -243,7 +176,51 @@ class PageResult:
     failures: list[str] = field(default_factory=list)
 
 
+class PageEvents:
+    """What one browser tab reports while it shows a page: console errors, uncaught exceptions, every request and
+    how it ended.  Each page is opened in a tab of its own, so no event of one page is counted for another."""
+
+    def __init__(self, tab, base: str):
+        self.base = base
+        self.failures: list[str] = []
+        self.console = 0
+        self.remote = 0
+        tab.on("console", self._console)
+        tab.on("pageerror", self._pageerror)
+        tab.on("request", self._request)
+        tab.on("requestfailed", self._requestfailed)
+        tab.on("response", self._response)
+
+    def _local(self, url: str) -> bool:
+        return url.startswith(self.base) or url.startswith(tuple(s + ":" for s in INERT_SCHEMES))
+
+    def _console(self, msg) -> None:
+        if msg.type in ("error", "assert"):
+            self.console += 1
+            where = (msg.location or {}).get("url", "")
+            self.failures.append(f"console.{msg.type}: {msg.text[:300]}" + (f" ({where})" if where else ""))
+
+    def _pageerror(self, exc) -> None:
+        self.console += 1
+        self.failures.append(f"uncaught exception: {str(getattr(exc, 'message', exc))[:300]}")
+
+    def _request(self, request) -> None:
+        if not self._local(request.url):
+            self.remote += 1
+            self.failures.append(f"remote request: {request.url}")
+
+    def _requestfailed(self, request) -> None:
+        # A local request the browser cancelled itself (net::ERR_ABORTED) is no defect of the page.
+        if not request.url.startswith(self.base) or request.failure != "net::ERR_ABORTED":
+            self.failures.append(f"request failed ({request.failure}): {request.url}")
+
+    def _response(self, response) -> None:
+        if response.status >= 400:
+            self.failures.append(f"HTTP {response.status}: {response.url}")
+
+
 _ID_RE = re.compile(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""")
+_REFRESH_RE = re.compile(r"""<meta[^>]+http-equiv=["']refresh["'][^>]*content=["'][^"']*url=([^"']+)["']""", re.I)
 
 
 class IdIndex:
@@ -254,8 +231,6 @@ class IdIndex:
 
     def __call__(self, path: Path) -> set[str]:
         if path not in self.cache:
-            import html
-
             text = path.read_text(encoding="utf-8", errors="replace")
             self.cache[path] = {html.unescape(m) for m in _ID_RE.findall(text)}
         return self.cache[path]
@@ -280,30 +255,14 @@ def is_notebook_page(root: Path, page: str) -> bool:
     return (root / "_sources" / f"{stem}.ipynb").is_file()
 
 
-def screenshot(cdp: CDP, session: str, url: str, dest: Path) -> None:
-    """Open ``url`` again, let MathJax and the images finish, and save the page (up to a maximum height) as PNG."""
-    cdp.events.clear()
-    cdp.send("Page.navigate", {"url": url}, session)
-    cdp.wait_event("Page.loadEventFired", session, 30)
-    out = cdp.send("Runtime.evaluate", {"expression": COLLECT_JS, "awaitPromise": True, "returnByValue": True},
-                   session, timeout=60)
-    height = out.get("result", {}).get("value", {}).get("height", VIEWPORT[1])
-    height = max(VIEWPORT[1], min(int(height), SCREENSHOT_MAX_HEIGHT))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    cdp.send("Emulation.setDeviceMetricsOverride",
-             {"width": VIEWPORT[0], "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
-    cdp.drain(0.3)
-    shot = cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}, session)
-    dest.write_bytes(base64.b64decode(shot["data"]))
-    cdp.send("Emulation.setDeviceMetricsOverride",
-             {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": 1, "mobile": False}, session)
+def _first_line(exc: Exception) -> str:
+    return (str(getattr(exc, "message", exc)).strip().splitlines() or [""])[0][:300]
 
 
-_REFRESH_RE = re.compile(r"""<meta[^>]+http-equiv=["']refresh["'][^>]*content=["'][^"']*url=([^"']+)["']""", re.I)
+def check_redirect(tab, root: Path, base: str, page: str, target: str, res: PageResult) -> PageResult:
+    """A forwarding page passes when its target is a file of the build and the browser arrives there."""
+    from playwright.sync_api import Error as PlaywrightError
 
-
-def check_redirect(cdp: CDP, session: str, root: Path, base: str, page: str, target: str,
-                   res: PageResult) -> PageResult:
     res.kind = "redirect"
     url = urllib.parse.urljoin(base + page, target)
     path, _ = local_target(root, base, url)
@@ -311,83 +270,47 @@ def check_redirect(cdp: CDP, session: str, root: Path, base: str, page: str, tar
         res.failures.append(f"redirect target {target} does not exist")
         return res
     t0 = time.monotonic()
-    cdp.send("Page.navigate", {"url": base + page}, session)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        href = cdp.send("Runtime.evaluate", {"expression": "location.href", "returnByValue": True}, session)
-        if href["result"].get("value", "").split("#")[0] == url.split("#")[0]:
-            break
-        cdp.drain(0.1)
-    else:
-        res.failures.append(f"the browser did not follow the redirect to {target}")
-    cdp.wait_event("Page.loadEventFired", session, 15)
+    try:
+        tab.goto(base + page, wait_until="commit", timeout=PAGE_TIMEOUT_MS)
+        tab.wait_for_url(lambda u: u.split("#")[0] == url.split("#")[0], wait_until="load", timeout=15_000)
+    except PlaywrightError as exc:
+        res.failures.append(f"the browser did not follow the redirect to {target}: {_first_line(exc)}")
     res.load_ms = int((time.monotonic() - t0) * 1000)
     res.links = (1, 0)
-    cdp.events.clear()  # the target page is checked on its own
     return res
 
 
-def check_page(cdp: CDP, session: str, root: Path, base: str, page: str, ids: IdIndex) -> PageResult:
+def check_page(context, root: Path, base: str, page: str, ids: IdIndex) -> PageResult:
+    """Open ``page`` in a new tab of ``context`` and check it (see the module docstring)."""
+    from playwright.sync_api import Error as PlaywrightError
+
     res = PageResult(page, "chapter" if is_notebook_page(root, page) else "page")
     refresh = _REFRESH_RE.search((root / page).read_text(encoding="utf-8", errors="replace")[:4000])
-    if refresh:  # jupyter-book's index.html forwards to the root page: check that the browser gets there
-        return check_redirect(cdp, session, root, base, page, refresh.group(1).strip(), res)
-    cdp.events.clear()
-    t0 = time.monotonic()
-    nav = cdp.send("Page.navigate", {"url": base + page}, session)
-    if nav.get("errorText"):
-        res.failures.append(f"navigation failed: {nav['errorText']}")
-        return res
-    if cdp.wait_event("Page.loadEventFired", session, 30) is None:
-        res.failures.append("no load event within 30 s")
-        return res
+    tab = context.new_page()
     try:
-        out = cdp.send("Runtime.evaluate", {"expression": COLLECT_JS, "awaitPromise": True, "returnByValue": True},
-                       session, timeout=60)
-    except CDPError as exc:
-        res.failures.append(f"could not inspect the page: {exc}")
+        if refresh:  # jupyter-book's index.html forwards to the root page: check that the browser gets there
+            return check_redirect(tab, root, base, page, refresh.group(1).strip(), res)
+        events = PageEvents(tab, base)
+        t0 = time.monotonic()
+        try:
+            tab.goto(base + page, wait_until="load", timeout=PAGE_TIMEOUT_MS)
+            info = tab.evaluate(COLLECT_JS)
+        except PlaywrightError as exc:
+            res.failures.append(f"could not load and inspect the page: {_first_line(exc)}")
+            info = None
+        res.load_ms = int((time.monotonic() - t0) * 1000)
+        tab.wait_for_timeout(200)  # late requests (fonts, MathJax components loaded on demand) report here
+        res.failures += events.failures
+        res.console, res.remote = events.console, events.remote
+        if info is not None:
+            _check_contents(info, root, base, ids, res)
         return res
-    res.load_ms = int((time.monotonic() - t0) * 1000)
-    if "exceptionDetails" in out:
-        res.failures.append(f"inspection script failed: {out['exceptionDetails'].get('text')}")
-        return res
-    info = out["result"]["value"]
+    finally:
+        tab.close()
 
-    # Give late requests (fonts, lazily loaded MathJax components) a moment to report.
-    cdp.drain(0.2)
-    requests: dict[str, str] = {}
-    for ev in cdp.events:
-        if ev.get("sessionId") != session:
-            continue
-        method, p = ev.get("method"), ev.get("params", {})
-        if method == "Network.requestWillBeSent":
-            url = p["request"]["url"]
-            requests[p["requestId"]] = url
-            if not (url.startswith(base) or url.startswith(("data:", "blob:", "about:"))):
-                res.remote += 1
-                res.failures.append(f"remote request: {url}")
-        elif method == "Network.responseReceived":
-            status = p["response"]["status"]
-            if status >= 400:
-                res.failures.append(f"HTTP {status}: {p['response']['url']}")
-        elif method == "Network.loadingFailed":
-            url = requests.get(p["requestId"], "?")
-            if not url.startswith(base) or not p.get("canceled"):
-                res.failures.append(f"request failed ({p.get('errorText')}): {url}")
-        elif method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            text = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
-            res.console += 1
-            res.failures.append(f"console.{p['type']}: {text[:300]}")
-        elif method == "Runtime.exceptionThrown":
-            d = p["exceptionDetails"]
-            text = d.get("exception", {}).get("description") or d.get("text")
-            res.console += 1
-            res.failures.append(f"uncaught exception: {str(text)[:300]}")
-        elif method == "Log.entryAdded" and p["entry"].get("level") == "error":
-            res.console += 1
-            res.failures.append(f"console error: {p['entry'].get('text', '')[:300]} {p['entry'].get('url', '')}")
 
-    # Links and resources.
+def _check_contents(info: dict, root: Path, base: str, ids: IdIndex, res: PageResult) -> None:
+    """Links, anchors, remote resources, images and math of a page, from what :data:`COLLECT_JS` reported."""
     own_ids = set(info["ids"])
     checked = broken = 0
     for ref in info["refs"]:
@@ -396,8 +319,7 @@ def check_page(cdp: CDP, session: str, root: Path, base: str, page: str, ids: Id
             broken += 1
             res.failures.append(f"unparsable {ref['attr']} on <{ref['tag']}>: {ref['value']!r}")
             continue
-        scheme = urllib.parse.urlsplit(url).scheme
-        if scheme in ("mailto", "javascript", "data", "blob", "about", "tel"):
+        if urllib.parse.urlsplit(url).scheme in INERT_SCHEMES:
             continue
         if not url.startswith(base):
             if ref["tag"] != "a":  # a link to elsewhere is fine to read later; loading from elsewhere is not
@@ -419,8 +341,7 @@ def check_page(cdp: CDP, session: str, root: Path, base: str, page: str, ids: Id
     res.links = (checked, broken)
 
     imgs = info["imgs"]
-    loaded = sum(1 for i in imgs if i["ok"])
-    res.images = (loaded, len(imgs))
+    res.images = (sum(1 for i in imgs if i["ok"]), len(imgs))
     for i in imgs:
         if not i["ok"]:
             res.failures.append(f"image did not load: {i['src']}")
@@ -436,78 +357,25 @@ def check_page(cdp: CDP, session: str, root: Path, base: str, page: str, ids: Id
     for err in info["merr"]:
         res.failures.append(f"MathJax error: {err}")
 
-    return res
 
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--html", default="_build/html", type=Path, help="the built book (default: _build/html)")
-    ap.add_argument("--screenshots", default="_build/screenshots", type=Path, help="where screenshots go")
-    ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
-    args = ap.parse_args(argv)
-
-    root = args.html.resolve()
-    if not (root / "index.html").is_file():
-        print(f"browser_check: no built book at {root} (run `make book` first)", file=sys.stderr)
-        return 2
-    if not Path(args.chromium).exists():
-        print(f"browser_check: chromium not found at {args.chromium}", file=sys.stderr)
-        return 2
-    pages = sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*.html")
-        if not p.relative_to(root).parts[0] in ("_static", "_sources", "_images")
-    )
-    shots: dict[str, Path] = {}
-    args.screenshots.mkdir(parents=True, exist_ok=True)
-    for old in args.screenshots.glob("*.png"):
-        old.unlink()
-
-    httpd, base = serve(root)
-    tmp = Path(tempfile.mkdtemp(prefix="pags-browser-check-"))
-    proc = None
-    cdp = None
-    results: list[PageResult] = []
-    t_start = time.monotonic()
+def screenshot(context, url: str, dest: Path) -> None:
+    """Open ``url`` in a new tab, let MathJax and the images finish, and save the page (up to a maximum height)."""
+    tab = context.new_page()
     try:
-        proc, ws_url = start_chromium(args.chromium, tmp / "profile")
-        cdp = CDP(ws_url)
-        version = cdp.send("Browser.getVersion")
-        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            cdp.send(f"{domain}.enable", {}, session)
-        cdp.send("Network.setCacheDisabled", {"cacheDisabled": True}, session)
-        cdp.send("Emulation.setDeviceMetricsOverride",
-                 {"width": VIEWPORT[0], "height": VIEWPORT[1], "deviceScaleFactor": 1, "mobile": False}, session)
-        print(f"{version.get('product')} headless, serving {root} at {base}")
-        ids = IdIndex()
-        for page in pages:
-            results.append(check_page(cdp, session, root, base, page, ids))
-        # Screenshots: the introduction, and the first results chapter whose figures loaded.
-        by_page = {r.page: r for r in results}
-        shots[INTRO_PAGE] = args.screenshots / "intro.png"
-        results_page = next((p for p in RESULTS_PAGES if p in by_page and by_page[p].images[0] > 0), None)
-        if results_page:
-            shots[results_page] = args.screenshots / "results.png"
-        for page, dest in shots.items():
-            if page in by_page:
-                screenshot(cdp, session, base + page, dest)
-    except (RuntimeError, CDPError, OSError, websocket.WebSocketException) as exc:
-        print(f"browser_check: could not drive chromium: {exc}", file=sys.stderr)
-        log = tmp / "chromium.log"
-        if log.is_file():
-            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
-        return 2
+        tab.goto(url, wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        height = max(VIEWPORT[1], min(int(tab.evaluate(COLLECT_JS)["height"]), SCREENSHOT_MAX_HEIGHT))
+        tab.set_viewport_size({"width": VIEWPORT[0], "height": height})
+        tab.wait_for_timeout(300)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(dest))
     finally:
-        if cdp is not None:
-            cdp.close()
-        if proc is not None:
-            stop_chromium(proc)
-        httpd.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+        tab.close()
 
-    # The table.
+
+# ----------------------------------------------------------------------------------------------------- the run
+
+
+def print_report(results: list[PageResult]) -> None:
     header = ("page", "kind", "result", "load ms", "images ok/all", "math typeset/src", "links ok/broken",
               "console errors", "remote")
     rows = [
@@ -522,21 +390,101 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(line.format(*row))
     failed = [r for r in results if r.failures]
+    if failed:
+        print()
     for r in failed:
-        print(f"\n{r.page}:")
         for f in r.failures[:25]:
-            print(f"  - {f}")
+            print(f"FAIL {r.page}: {f}")
         if len(r.failures) > 25:
-            print(f"  ... and {len(r.failures) - 25} more")
+            print(f"FAIL {r.page}: ... and {len(r.failures) - 25} more")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--html", default="_build/html", type=Path, help="the built book (default: _build/html)")
+    ap.add_argument("--screenshots", default="_build/screenshots", type=Path, help="where screenshots go")
+    ap.add_argument("--chromium", default=os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium",
+                    help="the Chromium binary (default: $CHROMIUM, else chromium on PATH)")
+    ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # internal: be the server process
+    args = ap.parse_args(argv)
+    if args.serve is not None:
+        serve_forever(args.serve)
+        return 0
+
+    root = args.html.resolve()
+    if not (root / "index.html").is_file():
+        print(f"browser_check: no built book at {root} (run `make book` first)", file=sys.stderr)
+        return 2
+    if not Path(args.chromium).is_file():
+        print(f"browser_check: chromium not found at {args.chromium} (apt-get install -y chromium, as root)",
+              file=sys.stderr)
+        return 2
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("browser_check: the 'playwright' package is missing (it is pinned in requirements-lock.txt: make setup)",
+              file=sys.stderr)
+        return 2
+    pages = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.html")
+        if p.relative_to(root).parts[0] not in ("_static", "_sources", "_images")
+    )
+    args.screenshots.mkdir(parents=True, exist_ok=True)
+    for old in args.screenshots.glob("*.png"):
+        old.unlink()
+
+    shots: dict[str, Path] = {}
+    results: list[PageResult] = []
+    t_start = time.monotonic()
+    try:
+        server, base = start_server(root)
+    except (RuntimeError, OSError) as exc:
+        print(f"browser_check: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with sync_playwright() as pw:
+            # launch() gives Chromium a fresh temporary user-data dir and removes it on close.
+            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS,
+                                         timeout=60_000)
+            try:
+                context = browser.new_context(viewport={"width": VIEWPORT[0], "height": VIEWPORT[1]},
+                                              device_scale_factor=1, service_workers="block")
+                print(f"Chromium {browser.version} headless (Playwright), serving {root} at {base}")
+                ids = IdIndex()
+                for page in pages:
+                    results.append(check_page(context, root, base, page, ids))
+                # Screenshots: the introduction, and the first results chapter whose figures loaded.
+                by_page = {r.page: r for r in results}
+                shots[INTRO_PAGE] = args.screenshots / "intro.png"
+                results_page = next((p for p in RESULTS_PAGES if p in by_page and by_page[p].images[0] > 0), None)
+                if results_page:
+                    shots[results_page] = args.screenshots / "results.png"
+                for page, dest in shots.items():
+                    if page in by_page:
+                        try:
+                            screenshot(context, base + page, dest)
+                        except PlaywrightError as exc:
+                            print(f"screenshot of {page} failed: {_first_line(exc)}")
+            finally:
+                browser.close()
+    except PlaywrightError as exc:
+        print(f"browser_check: could not drive chromium: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        stop_server(server)
+
+    print_report(results)
     for page, path in shots.items():
         print(f"screenshot of {page}: {path}" + ("" if path.is_file() else " (NOT WRITTEN)"))
     if len(shots) < 2:
         print("no chapter with figures is in this build: only the introduction was photographed")
     missing_shots = [p for p in shots.values() if not p.is_file()]
     if missing_shots:
-        print("screenshots not written: " + ", ".join(map(str, missing_shots)))
-    n_ok = len(results) - len(failed)
-    print(f"\nbrowser: {n_ok} passed, {len(failed)} failed")
+        print("FAIL screenshots not written: " + ", ".join(map(str, missing_shots)))
+    failed = [r for r in results if r.failures]
+    print(f"\nbrowser: {len(results) - len(failed)} passed, {len(failed)} failed")
     print(f"browser check of {len(results)} pages finished in {time.monotonic() - t_start:.1f} s")
     return 1 if failed or missing_shots or not results else 0
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import pags_core as pc
-from pags_core.baselines import early_bird, lth, lth_densities, mask_distance
+from pags_core.methods import EarlyBirdSearch, early_bird, lth, lth_densities, mask_distance
+from pags_core.training import TrainState
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*pruned .* layer\\(s\\) to nothing:UserWarning")
 
@@ -29,12 +30,10 @@ def test_mask_distance_by_hand():
     assert mask_distance(a, c) == 1.0
 
 
-def test_lth_rewinds_prunes_to_d_and_resumes(data, tmp_path, tiny_model):
+def test_lth_rewinds_and_prunes_to_d(data, tiny_model):
     model = tiny_model(data)
     theta0 = {k: v.clone() for k, v in model.state_dict().items()}
-    store = pc.RunStore(tmp_path)
-    res = lth(model, data, 0.05, rounds=2, rewind_iter=1, recipe="book", epochs=1, device="cpu", store=store,
-              store_config={"test": 1})
+    res = lth(model, data, 0.05, rounds=2, rewind_iter=1, recipe="book", epochs=1, device="cpu")
     assert res.mask.num_kept == round(0.05 * res.mask.num_total)
     assert [r["pruned_to"] for r in res.rounds] == pytest.approx([0.05 ** 0.5, 0.05])
     assert res.rounds[1]["trained_density"] == pytest.approx(0.05 ** 0.5)
@@ -42,13 +41,10 @@ def test_lth_rewinds_prunes_to_d_and_resumes(data, tmp_path, tiny_model):
     assert any(not torch.equal(theta0[k], res.rewind_state[k]) for k in theta0 if k.endswith("weight"))
     assert all(torch.equal(theta0[k], v) for k, v in model.state_dict().items())
     assert res.pretrain_iters == sum(r["iters"] for r in res.rounds) > 0
-    # every round was persisted: a rerun trains nothing and returns the same ticket
-    def boom(*a, **k):
-        raise AssertionError("a finished LTH round was trained again")
-    again = lth(model, data, 0.05, rounds=2, rewind_iter=1, recipe="book", epochs=1, device="cpu", store=store,
-                store_config={"test": 1}, train_fn=boom)
-    assert again.mask == res.mask
-    assert all(torch.equal(again.rewind_state[k], res.rewind_state[k]) for k in res.rewind_state)
+    # round 1's mask lies inside round 0's: pruning only removes weights
+    r0 = pc.methods.lth_round(model, data, 0, lth_densities(0.05, 2), rewind_iter=1, recipe="book", epochs=1,
+                              device="cpu")
+    assert all(bool((res.mask[n] & ~r0.mask[n]).sum() == 0) for n in res.mask)
 
 
 def test_lth_rewind_beyond_the_run_is_an_error(data, tiny_model):
@@ -56,43 +52,49 @@ def test_lth_rewind_beyond_the_run_is_an_error(data, tiny_model):
         lth(tiny_model(data), data, 0.1, rounds=1, rewind_iter=10_000, recipe="book", epochs=1, device="cpu")
 
 
-def _scripted_train(changes_until_epoch: int, steps_per_epoch: int, epochs: int):
-    """A stand-in for train(): calls step_callback at every step; the weights change (a new random draw) at every
-    epoch boundary up to ``changes_until_epoch`` and stay put afterwards."""
-    def fn(model, data, recipe, *, step_callback=None, epochs=epochs, **kw):
-        g = torch.Generator().manual_seed(0)
-        step = 0
-        for e in range(1, epochs + 1):
-            if e <= changes_until_epoch:
-                with torch.no_grad():
-                    for p in model.parameters():
-                        p.copy_(torch.randn(p.shape, generator=g))
-            for _ in range(steps_per_epoch):
-                step += 1
-                step_callback(step, model, None, None)
-        return pc.TrainResult(test_acc=0.0, best_val_acc=0.0, best_epoch=epochs, final_test_acc=0.0, iters=step)
-    return fn
+class _Weights(torch.nn.Module):
+    """A 'model' of one prunable layer whose weights the test sets directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(10, 10, bias=False)
 
 
-def test_early_bird_stops_at_the_first_stable_epoch(data, tiny_model):
-    spe = len(data.train_batches(pc.get_recipe("book").batch_size))
-    model = tiny_model(data)
-    res = early_bird(model, data, 0.05, epsilon=0.1, max_epochs=6, recipe="book", device="cpu",
-                     train_fn=_scripted_train(3, spe, 6))
-    # masks change at epochs 1-3 and are identical from epoch 3 on: dist(M4, M3) = 0 < ε -> stop at epoch 4
-    assert res.converged and res.epoch == 4 and res.pretrain_iters == 4 * spe
-    assert res.distances[-1] == 0.0 and all(d > 0.1 for d in res.distances[:-1])
-    assert res.mask.num_kept == round(0.05 * res.mask.num_total)
-    net = tiny_model(data)
-    net.load_state_dict(res.state)
-    assert res.mask == pc.generate_mask(net, "magnitude", 0.05, device="cpu")  # the ticket is θ_e's magnitude mask
+def _epochs(search, weights_per_epoch):
+    """Feed the search one end-of-epoch state per weight tensor; returns the epoch at which it asked to stop."""
+    model = _Weights()
+    for e, w in enumerate(weights_per_epoch, start=1):
+        with torch.no_grad():
+            model.fc.weight.copy_(w)
+        state = TrainState(model=model, optimizer=None, mask=None, device=torch.device("cpu"), steps_per_epoch=4,
+                           total_steps=4 * len(weights_per_epoch), step=4 * e, epoch=e, record={"epoch": e})
+        if search.on_epoch_end(state):
+            return e
+    return None
 
 
-def test_early_bird_without_convergence_uses_the_last_epoch(data, tiny_model):
-    spe = len(data.train_batches(pc.get_recipe("book").batch_size))
-    res = early_bird(tiny_model(data), data, 0.05, epsilon=0.01, max_epochs=3, recipe="book", device="cpu",
-                     train_fn=_scripted_train(3, spe, 3))
-    assert not res.converged and res.epoch == 3 and len(res.distances) == 2
+def test_early_bird_stops_at_the_first_stable_epoch():
+    g = torch.Generator().manual_seed(0)
+    changing = [torch.randn(10, 10, generator=g) for _ in range(3)]
+    # masks change at epochs 1-3 and stay identical from epoch 3 on: dist(M4, M3) = 0 < ε -> stop at epoch 4
+    search = EarlyBirdSearch(0.05, epsilon=0.1)
+    assert _epochs(search, changing + [changing[-1] * 1.5, changing[-1]]) == 4
+    assert search.converged and search.epoch == 4 and search.distances[-1] == 0.0
+    assert all(d > 0.1 for d in search.distances[:-1]) and len(search.distances) == 3
+    assert search.mask.num_kept == 5  # the ticket is θ_e's magnitude mask at density 0.05 of 100 weights
+    assert torch.equal(search.state["fc.weight"], changing[-1] * 1.5)
+    restored = EarlyBirdSearch(0.05, epsilon=0.1)
+    restored.load_state_dict(search.state_dict())  # what a training checkpoint keeps
+    assert restored.mask == search.mask and restored.distances == search.distances
+
+
+def test_early_bird_without_convergence_keeps_the_last_epoch():
+    g = torch.Generator().manual_seed(1)
+    search = EarlyBirdSearch(0.05, epsilon=0.01)
+    assert _epochs(search, [torch.randn(10, 10, generator=g) for _ in range(3)]) is None
+    assert not search.converged and search.epoch == 3 and len(search.distances) == 2
+    with pytest.raises(ValueError, match="epsilon"):
+        EarlyBirdSearch(0.05, epsilon=0.0)
 
 
 def test_early_bird_real_training_smoke(data, tiny_model):

@@ -1,13 +1,16 @@
 """Data: the embedded default split, digits, synthetic, batching, on-device augmentation, CIFAR via torchvision."""
+import http.client
 import os
 import pickle
+import socket
+import urllib.error
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pags_core import DATASETS, augment_batch, load_dataset
+from pags_core import DATASETS, augment_batch, load_dataset, stage_dataset
 from pags_core.data import CIFAR_STATS
 
 
@@ -180,10 +183,118 @@ def test_fake_cifar_without_patch_is_rejected_by_torchvision(tmp_path):
         load_dataset("cifar10", root=tmp_path)
 
 
-def test_missing_cifar_tells_to_download(tmp_path, monkeypatch):
+@pytest.mark.parametrize("call", [load_dataset, stage_dataset])
+def test_missing_cifar_tells_to_download(tmp_path, monkeypatch, call):
     monkeypatch.setenv("PAGS_DATA", str(tmp_path / "nothing"))
-    with pytest.raises(FileNotFoundError, match=r"cifar100.*nothing.*download=True"):
-        load_dataset("cifar100")
+    folder = tmp_path / "nothing" / "cifar-100-python"
+    with pytest.raises(FileNotFoundError) as err:
+        call("cifar100")
+    msg = str(err.value)
+    assert msg.startswith(f"cifar100 was not found under {folder}: pass download=True"), msg
+    assert "point root= (or $PAGS_DATA) at a folder that already holds cifar-100-python/" in msg
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Offline and broken data folders: every path ends in one of three messages that say what to do, never in a bare
+# torchvision/urllib/pickle traceback.  "No network" is torchvision's download raising what urllib raises offline.
+# ---------------------------------------------------------------------------------------------------------------
+
+OFFLINE_ERRORS = [
+    urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution")),
+    TimeoutError("timed out"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    http.client.IncompleteRead(b"partial", 1000),
+]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """torchvision's CIFAR download raises ``offline.error``; ``offline.calls`` counts the attempts."""
+    tv_cifar = pytest.importorskip("torchvision.datasets.cifar")
+
+    class Offline:
+        error = OFFLINE_ERRORS[0]
+        calls = 0
+
+    def download_and_extract_archive(url, download_root, **kw):
+        Offline.calls += 1
+        raise Offline.error
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", download_and_extract_archive)
+    return Offline
+
+
+@pytest.mark.parametrize("error", OFFLINE_ERRORS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("call", [load_dataset, stage_dataset])
+def test_download_without_network_says_where_to_put_the_folder(tmp_path, offline, error, call):
+    offline.error = error
+    with pytest.raises(ConnectionError) as err:
+        call("cifar10", root=tmp_path, download=True)
+    msg = str(err.value)
+    assert offline.calls == 1
+    assert msg.startswith(f"cifar10: download failed ({type(error).__name__}: "), msg
+    assert "no network?" in msg and f"place the extracted folder cifar-10-batches-py/ under {tmp_path} " in msg
+    assert "stage_dataset('cifar10', download=True)" in msg and "load with download=False" in msg
+    assert "delete it first" not in msg  # there is no folder to delete
+    assert err.value.__cause__ is error  # the library's error is kept, as the cause
+
+
+def test_download_over_a_corrupt_folder_without_network_says_delete_it(tmp_path, offline):
+    _fake_cifar(tmp_path, "cifar100")  # fails torchvision's checksums, so torchvision tries to download
+    with pytest.raises(ConnectionError, match=r"download failed.*no network\?.*cifar-100-python is there but "
+                                              r"incomplete or corrupted: delete it first"):
+        stage_dataset("cifar100", root=tmp_path, download=True)
+    assert offline.calls == 1
+
+
+@pytest.mark.parametrize("call", [load_dataset, stage_dataset])
+def test_corrupt_folder_without_download_never_downloads(tmp_path, offline, call):
+    _fake_cifar(tmp_path, "cifar10")
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(RuntimeError) as err:
+        call("cifar10", root=tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"cifar10 under {tmp_path / 'cifar-10-batches-py'} is incomplete or corrupted"), msg
+    assert "delete the folder and pass download=True" in msg
+    assert offline.calls == 0  # download=False (what a job passes) never reaches the network
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_unreadable_batch_file_is_reported_as_corrupt(tmp_path, integrity_is_existence, damage):
+    _fake_cifar(tmp_path, "cifar10")
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    raw = batch.read_bytes()
+    batch.write_bytes(b"\x00not a pickle" if damage == "garbage" else raw[: len(raw) // 2])
+    with pytest.raises(RuntimeError, match=r"cifar10 under .*cifar-10-batches-py is incomplete or corrupted "
+                                           r"\((UnpicklingError|EOFError): .*delete the folder"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_stage_dataset_checks_an_intact_folder_without_downloading(tmp_path, integrity_is_existence, offline):
+    _fake_cifar(tmp_path, "cifar10")
+    assert stage_dataset("cifar10", root=tmp_path) == tmp_path / "cifar-10-batches-py"
+    # an intact folder is used as it is even when download is allowed: the download is never attempted
+    assert stage_dataset("CIFAR10", root=str(tmp_path), download=True) == tmp_path / "cifar-10-batches-py"
+    assert offline.calls == 0
+    assert len(load_dataset("cifar10", root=tmp_path).train) == 45
+
+
+def test_stage_dataset_of_a_packaged_data_set_is_nothing_to_do(tmp_path):
+    for name in ("mnist5k", "digits", "synthetic"):
+        assert stage_dataset(name, root=tmp_path / "unused", download=True) is None
+    assert not (tmp_path / "unused").exists()
+    with pytest.raises(KeyError, match=r"'imagenet'.*cifar10.*synthetic"):
+        stage_dataset("imagenet")
+    with pytest.raises(TypeError, match=r"download must be True or False, got str: 'yes'"):
+        stage_dataset("cifar10", download="yes")
+    with pytest.raises(TypeError, match=r"root must be a folder path.*got int: 3"):
+        stage_dataset("cifar10", root=3)
+
+
+def test_empty_cifar_training_split_is_refused(tmp_path, integrity_is_existence):
+    _fake_cifar(tmp_path, "cifar100", per_file=0)
+    with pytest.raises(ValueError, match=r"'cifar100' with val_fraction=0\.1 .*empty training split"):
+        load_dataset("cifar100", root=tmp_path)
 
 
 def test_load_dataset_errors():
@@ -194,3 +305,54 @@ def test_load_dataset_errors():
     with pytest.raises(TypeError, match=r"'digits'.*image_size"):
         load_dataset("digits", image_size=4)
     assert set(DATASETS.names()) == {"mnist5k", "digits", "cifar10", "cifar100", "synthetic"}
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    # val_fraction: a number in [0, 0.5]
+    ({"val_fraction": 0.9}, ValueError, "val_fraction must be a finite number in [0, 0.5], got 0.9"),
+    ({"val_fraction": -0.1}, ValueError, "val_fraction must be a finite number in [0, 0.5], got -0.1"),
+    ({"val_fraction": float("nan")}, ValueError, "val_fraction must be a finite number in [0, 0.5], got nan"),
+    ({"val_fraction": "0.1"}, TypeError, "val_fraction must be a number in [0, 0.5], got str: '0.1'"),
+    ({"val_fraction": True}, TypeError, "val_fraction must be a number in [0, 0.5], got bool: True"),
+    # a training split that leaves the validation split empty
+    ({"n_train": 4, "val_fraction": 0.1}, ValueError,
+     "val_fraction=0.1 of 4 training images rounds to an empty validation split"),
+    # seed: a whole number >= 0
+    ({"seed": 1.5}, ValueError, "seed must be a whole number >= 0, got 1.5"),
+    ({"seed": -1}, ValueError, "seed must be >= 0, got -1"),
+    ({"seed": "3"}, TypeError, "seed must be an int >= 0, got str: '3'"),
+    ({"seed": None}, TypeError, "seed must be an int >= 0, got NoneType: None"),
+    # image_size and the other int options: positive whole numbers
+    ({"image_size": 0}, ValueError, "dataset 'synthetic' option image_size must be >= 1, got 0"),
+    ({"image_size": -8}, ValueError, "dataset 'synthetic' option image_size must be >= 1, got -8"),
+    ({"image_size": 7.5}, ValueError, "dataset 'synthetic' option image_size must be a whole number >= 1, got 7.5"),
+    ({"image_size": "8"}, TypeError, "dataset 'synthetic' option image_size must be an int >= 1, got str: '8'"),
+    ({"image_size": True}, TypeError, "dataset 'synthetic' option image_size must be an int >= 1, got bool: True"),
+    ({"n_train": 0}, ValueError, "dataset 'synthetic' option n_train must be >= 1, got 0"),
+    ({"num_classes": 2.5}, ValueError, "dataset 'synthetic' option num_classes must be a whole number >= 1, got 2.5"),
+    ({"noise": float("inf")}, ValueError, "dataset 'synthetic' option noise must be a finite number >= 0, got inf"),
+    ({"noise": -1.0}, ValueError, "dataset 'synthetic' option noise must be a finite number >= 0, got -1.0"),
+    # unknown option names, with the nearest valid name
+    ({"img_size": 8}, TypeError, "dataset 'synthetic' got unknown option(s) 'img_size' (did you mean 'image_size'?); "
+                                 "its options: num_classes, in_channels, image_size, n_train, n_test, noise"),
+    ({"val_frac": 0.2}, TypeError, "unknown option(s) 'val_frac' (did you mean 'val_fraction'?)"),
+    ({"colour": 1}, TypeError, "unknown option(s) 'colour'; its options:"),
+    ({"download": "no"}, TypeError, "download must be True or False, got str: 'no'"),
+    ({"root": 5}, TypeError, "root must be a folder path (str or os.PathLike) or None, got int: 5"),
+])
+def test_bad_loader_arguments_are_named(kwargs, error, message):
+    name = "cifar10" if "root" in kwargs else "synthetic"
+    with pytest.raises(error) as err:
+        load_dataset(name, **kwargs)
+    assert message in str(err.value)
+
+
+def test_bad_mnist5k_image_size_is_named():
+    with pytest.raises(ValueError, match=r"dataset 'mnist5k' option image_size must be >= 1, got 0"):
+        load_dataset("mnist5k", image_size=0)
+
+
+def test_whole_number_floats_and_numpy_ints_are_accepted():
+    a = load_dataset("synthetic", image_size=np.int64(5), n_train=30, seed=2.0)
+    b = load_dataset("synthetic", image_size=5, n_train=30, seed=2)
+    assert a.train.X.shape == (30, 3, 5, 5) and torch.equal(a.train.X, b.train.X)

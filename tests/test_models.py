@@ -123,3 +123,19 @@ def test_make_model_errors_name_value_and_choices():
         make_model("resnet34_tv", num_classes=10, width=0.5)
     with pytest.raises(ValueError, match="num_classes"):
         make_model("resnet18", num_classes=0)
+
+
+def test_init_random_on_the_new_layer_kinds_is_as_documented():
+    """Conv2d (grouped too) and Linear subclasses are re-drawn; Conv1d/Conv3d, transposed convs and attention input
+    projections keep their PyTorch initialisation."""
+    from layer_kinds import all_kinds
+
+    net = all_kinds(seed=0)
+    before = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    init_random(net, generator=torch.Generator().manual_seed(1))
+    after = net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"conv.weight", "conv.bias", "dw.weight", "dw.bias", "grouped.weight", "grouped.bias",
+                       "attn.out_proj.weight", "cross.out_proj.weight", "head.weight", "head.bias"}
+    # out_proj.bias starts at 0 in PyTorch already, so zeroing it changes nothing
+    assert torch.all(after["attn.out_proj.bias"] == 0) and torch.all(after["head.bias"] == 0)

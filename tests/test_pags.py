@@ -11,8 +11,8 @@ import torch
 import pags_core as pc
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*pruned .* layer\\(s\\) to nothing:UserWarning")
-from pags_core.sampling import (SelectionState, mask_metrics, pags, pegs, resolve_config, run_sweep, sample_seed,
-                                select, stitched_density)
+from pags_core.methods import SelectionState, baseline_ticket, mask_metrics, pags, pegs, select, stitched_density
+from pags_core.methods.pags import sample_seed
 
 INF = math.inf
 
@@ -118,6 +118,43 @@ def test_pags_provenance_and_density_drift(data, tiny_model):
     assert set(res.costs) >= {"generator_s", "scoring_s", "baseline_generator_s", "selection_s", "wall_s"}
 
 
+def test_pags_scores_grouped_and_depthwise_layers_as_their_true_graphs(data):
+    """The population is scored at θ with every layer's true graph: each stored per-layer value equals the dense
+    oracle of the block-diagonal graph (and differs from the dense unrolling of the stored weight shape)."""
+    from torch import nn
+
+    from pags_core.spectral import reference_layer_spectrum
+
+    torch.manual_seed(0)
+    c = data.in_channels
+    model = nn.Sequential(nn.Conv2d(c, 12, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(12, 12, 3, padding=1, groups=12), nn.ReLU(),  # depthwise: fan-out 1
+                          nn.Conv2d(12, 24, 3, padding=1, groups=3), nn.ReLU(),   # grouped: 3 blocks
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, data.num_classes), nn.LogSoftmax(1))
+    res = pags(model, data, "snip", 0.3, population=3, seed=1, device="cpu", score_batches=1, score_batch_size=16,
+               baseline_batches=1)
+    names = list(pc.prunable_parameters(model))
+    groups = {n: g.groups for n, g in pc.layer_geometry(model).items()}
+    assert [groups[n] for n in names] == [1, 12, 3, 1]
+    for j, n in enumerate(names):
+        w = dict(model.named_parameters())[n].detach()
+        ref = reference_layer_spectrum(res.baseline_mask[n], w, groups=groups[n])
+        assert res.baseline["full_spectrum"][j] == pytest.approx(ref["full_spectrum"], rel=1e-9, abs=1e-12), n
+        assert res.baseline["imdb"][j] == pytest.approx(ref["imdb"], rel=1e-9, abs=1e-12), n
+    # the depthwise layer fails the gates in every mask: FS = 0 and Δr_imdb = 0 everywhere
+    dw = names.index("2.weight")
+    assert res.baseline["full_spectrum"][dw] == 0 and (res.population["full_spectrum"][:, dw] == 0).all()
+    assert (res.population["imdb"][:, dw] == 0).all()
+    # read as the dense unrolling of its stored shape (groups = 1), the dense depthwise layer would pass the gates
+    w = dict(model.named_parameters())["2.weight"].detach()
+    dense = torch.ones_like(w, dtype=torch.bool)
+    assert reference_layer_spectrum(dense, w)["valid"] and not reference_layer_spectrum(dense, w, groups=12)["valid"]
+    # the stitched ticket's recorded values are those of the model's own spectrum
+    again = pc.model_spectrum(model, res.mask)
+    np.testing.assert_allclose(again["full_spectrum"].to_numpy(), res.selection.values["full_spectrum"], rtol=1e-9,
+                               atol=1e-12)
+
+
 def test_pags_network_selection_keeps_one_whole_sample(data, tiny_model):
     model = tiny_model(data)
     res = pags(model, data, "random", 0.05, population=3, seed=5, device="cpu", selection="network")
@@ -173,106 +210,41 @@ def test_pegs_measures_and_trains_at_theta_n(data, tiny_model):
     assert res.costs["pretrain_iters"] == 2
 
 
-def _stub_train(log, fail_at=None):
-    """A fast deterministic stand-in for pags_core.train: accuracy from the ticket's density and the seed."""
-    def fn(model, data, recipe="book", *, mask=None, seed=0, step_callback=None, max_iters=None, **kw):
-        log.append({"mask": None if mask is None else mask.clone(), "seed": seed, "max_iters": max_iters,
-                    "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}})
-        if fail_at is not None and len(log) == fail_at:
-            raise RuntimeError("killed mid-sweep")
-        acc = 0.5 + (0.0 if mask is None else mask.density) + 0.01 * seed
-        return pc.TrainResult(test_acc=acc, best_val_acc=acc, best_epoch=1, final_test_acc=acc, iters=max_iters or 3)
-    return fn
+def test_pegs_with_a_given_theta_n_equals_pegs_that_pretrains(data, tiny_model):
+    """One PEGS implementation: the experiment layer passes θ_N it stored; the public call pre-trains itself."""
+    model = tiny_model(data)
+    kw = dict(pretrain_iters=2, recipe="book", population=2, device="cpu", seed=0)
+    full = pegs(model, data, "snip", 0.05, **kw)
+    given = pegs(model, data, "snip", 0.05, pretrained=full.weights, **kw)
+    assert given.mask == full.mask and given.baseline_mask == full.baseline_mask
 
 
-def _sweep_cfg(**kw):
-    base = dict(dataset="synthetic", width=1 / 16, generators=["random", "erk"], population=3, seeds=[0, 1],
-                pretrain_iters=[2], checkpoint_every=2, lth_rounds=2, lth_rewind_iter=0)
-    return resolve_config("book", "pegs", **{**base, **kw})
+def test_baseline_ticket_is_where_pags_starts(data, tiny_model):
+    model = tiny_model(data)
+    m = baseline_ticket(model, data, "snip", 0.05, score_batch_size=32, seed=4, device="cpu")
+    res = pags(model, data, "snip", 0.05, population=0, score_batch_size=32, seed=4, device="cpu")
+    assert m == res.baseline_mask == res.mask  # an empty population keeps M*
+    assert m.num_kept == round(0.05 * m.num_total)
 
 
-def test_sweep_resumes_after_a_crash_and_gives_the_same_table(tmp_path):
-    cfg = _sweep_cfg()
-    data = pc.load_dataset("synthetic")
-    crashed = pc.RunStore(tmp_path / "a")
-    log = []
+def test_a_population_checkpoint_at_other_weights_is_refused(data, tmp_path, tiny_model):
+    calls = []
+
+    def crash_after_one_chunk(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return pc.generate_mask(*a, **k)
+
+    kw = dict(population=4, seed=1, device="cpu", chunk=2, checkpoint=tmp_path / "ck.pt")
     with pytest.raises(RuntimeError, match="killed"):
-        run_sweep(cfg, store=crashed, data=data, train_fn=_stub_train(log, fail_at=6), progress=False)
-    finished_before = len(crashed.runs("pags_train"))
-    assert finished_before >= 3
-    log2 = []
-    resumed = run_sweep(cfg, store=crashed, data=data, train_fn=_stub_train(log2), progress=False)
-    clean_log = []
-    clean = run_sweep(cfg, store=pc.RunStore(tmp_path / "b"), data=data, train_fn=_stub_train(clean_log),
-                      progress=False)
-    assert len(log2) == len(clean_log) - (len(log) - 1)  # only the runs that had not finished were trained again
-    keep = ["seed", "generator", "method", "pretrain_iters", "test_acc", "density_realised", "layers_replaced",
-            "ticket_key"]
-    pd.testing.assert_frame_equal(resumed[keep], clean[keep])
-    pd.testing.assert_frame_equal(pc.accuracy_table(resumed), pc.accuracy_table(clean))
-    # a third run trains nothing
-    log3 = []
-    run_sweep(cfg, store=crashed, data=data, train_fn=_stub_train(log3), progress=False)
-    assert log3 == []
+        pags(tiny_model(data), data, "erk", 0.05, generate_fn=crash_after_one_chunk, **kw)
+    with pytest.raises(ValueError, match="another configuration"):
+        pags(tiny_model(data, seed=1), data, "erk", 0.05, **kw)  # another θ0
 
 
-def test_sweep_trains_pegs_tickets_from_theta_n(tmp_path):
-    cfg = _sweep_cfg(generators=["random"], seeds=[0], baselines=[])
-    data = pc.load_dataset("synthetic")
-    store = pc.RunStore(tmp_path)
-    log = []
-    stub = _stub_train(log)
-
-    def hybrid(model, data, recipe="book", **kw):  # real dense pre-training, stubbed ticket training
-        if kw.get("max_iters") is not None:
-            return pc.train(model, data, recipe, **kw)
-        return stub(model, data, recipe, **kw)
-
-    runs = run_sweep(cfg, store=store, data=data, train_fn=hybrid, progress=False)
-    assert runs["method"].tolist() == ["baseline", "PAGS", "PEGS@2"]
-    theta0 = cfg.build_model(0, data).state_dict()
-    pre = [c for c, _ in store.runs("pags_pretrain")]
-    assert len(pre) == 1 and pre[0]["iters"] == 2
-    theta_n = torch.load(store.artefact("pags_pretrain", pre[0], "weights.pt"), weights_only=True)
-    assert any(not torch.equal(theta0[k], theta_n[k]) for k in theta0)
-    by_method = dict(zip(runs["method"], log))
-    # baseline and PAGS train from θ0, PEGS from θ_N; each with its own ticket mask
-    for m, start in (("baseline", theta0), ("PAGS", theta0), ("PEGS@2", theta_n)):
-        w = by_method[m]["weights"]
-        assert all(torch.equal(w[k], start[k]) for k in start), m
-    pegs_ticket = pc.load_ticket(cfg, 0, "random", "pegs", 2, store=store, data=data)
-    assert by_method["PEGS@2"]["mask"] == pegs_ticket["mask"]
-    assert pegs_ticket["info"]["pretrain_iters"] == 2
-    assert runs.loc[2, "pretrain_iters"] == 2 and runs.loc[1, "pretrain_iters"] == 0
-
-
-def test_bad_names_list_the_valid_choices():
-    with pytest.raises(KeyError, match="snip"):
-        resolve_config("book", generators=["snp"])
-    with pytest.raises(KeyError, match="book, paper"):
-        resolve_config("laptop")
-    with pytest.raises(KeyError, match="resnet18"):
-        resolve_config("book", model="resnet99")
-    with pytest.raises(KeyError, match="mnist5k"):
-        resolve_config("book", dataset="imagenet")
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        resolve_config("book", density=1.5)
-    with pytest.raises(ValueError, match="dominance, alt"):
-        resolve_config("book", rule="max")
-    with pytest.raises(ValueError, match="pags, pegs"):
-        resolve_config("book", chapter="itop")
-    with pytest.raises(TypeError, match="valid settings"):
-        resolve_config("book", populaton=10)
+def test_bad_generator_names_list_the_valid_choices():
     with pytest.raises(KeyError, match="grasp"):
         pags(None, None, "bogus", 0.1)
 
 
-def test_config_defaults_and_overrides():
-    cfg = resolve_config("book", "pags", model="resnet34", seeds=None, generators="erk,snip")
-    assert cfg.model == "resnet34" and cfg.seeds == (0, 1) and cfg.generators == ("erk", "snip")
-    assert cfg.noise_for("synflow") == 1e-6 and cfg.noise_for("snip") == 0.0  # B-code's ResNet34 noise
-    assert resolve_config("book", seeds="[0, 1, 2]", pretrain_iters="100 500").seeds == (0, 1, 2)  # papermill -p strings
-    assert resolve_config("paper", "pegs").pretrain_iters == (100, 500)
-    assert resolve_config("paper", "pegs").rewind_iter == 500
-    c10 = resolve_config("book", dataset="cifar10")
-    assert c10.image_size is None and c10.num_classes is None  # follow the data set

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from layer_kinds import AllKinds, all_kinds, all_kinds_batches
 from pags_core import (GENERATORS, Mask, add_log_softmax, compute_scores, erk_counts, erk_densities, generate_mask,
-                       make_model, prunable_parameters, select_topk)
+                       layer_geometry, make_model, prunable_parameters, select_topk)
 
 
 class Tiny(nn.Module):
@@ -335,3 +336,135 @@ def test_works_on_a_torchvision_model():
         assert abs(m.density - 0.05) <= 1e-4
         assert "features.0.weight" in m and "classifier.1.weight" in m
         m.check(net)
+
+
+# ---- every layer kind: grouped, depthwise, transposed, 1-D/3-D, attention ----------------------------------------------
+def test_erk_grouped_layer_reads_true_fan_in_hand_computed():
+    """Depthwise 3x3 (8 ch) -> pointwise 8->16 -> Linear 16->4, density 0.3, by hand:
+    raw = (8+1+3+3)/72, (16+8+1+1)/128, (4+16)/64; eps = 0.3 * 264 / (15 + 26 + 20) (no layer saturates)."""
+    net = nn.Sequential(nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 16, 1), nn.Flatten(), nn.Linear(16, 4))
+    shapes = {k: tuple(v.shape) for k, v in prunable_parameters(net).items()}
+    assert shapes["0.weight"] == (8, 1, 3, 3)  # the stored shape already holds C_in/g = 1
+    eps = 0.3 * 264 / 61
+    p = erk_densities(shapes, 0.3)
+    assert p == pytest.approx({"0.weight": eps * 15 / 72, "1.weight": eps * 26 / 128, "3.weight": eps * 20 / 64})
+    assert p["0.weight"] != pytest.approx(eps * (8 + 8 + 3 + 3) / (8 * 8 * 9))  # not the dense 8->8 reading
+    counts = generate_mask(net, "erk", 0.3, seed=0, device="cpu").layer_counts()
+    assert sum(k for k, _ in counts.values()) == round(0.3 * 264)
+    assert all(abs(kept - p[n] * total) <= 1 for n, (kept, total) in counts.items())
+
+
+def _reach(layer: nn.Module, x: torch.Tensor, out_index: tuple) -> torch.Tensor:
+    """Bool tensor of the input entries that one output entry depends on (gradient support, weights kept non-zero)."""
+    x = x.clone().requires_grad_(True)
+    layer(x)[out_index].backward()
+    return x.grad != 0
+
+
+@pytest.mark.parametrize("layer, x, out_index", [
+    (nn.Conv2d(6, 4, 3, groups=2), torch.randn(1, 6, 7, 7), (0, 3, 2, 2)),
+    (nn.Conv2d(4, 4, 3, groups=4), torch.randn(1, 4, 7, 7), (0, 1, 2, 2)),
+    (nn.Conv1d(6, 9, 5, groups=3), torch.randn(1, 6, 11), (0, 4, 3)),
+    (nn.Conv3d(4, 2, 3, groups=2), torch.randn(1, 4, 5, 5, 5), (0, 1, 1, 1, 1)),
+])
+def test_geometry_fan_in_is_what_one_output_really_reads(layer, x, out_index):
+    """prod(weight.shape[1:]) (LayerGeometry.fan_in, what ERK and the graph use) equals the number of input
+    entries an interior output entry of a grouped convolution depends on, all inside its own group's channels."""
+    torch.manual_seed(0)
+    geo = layer_geometry(nn.Sequential(layer))["0.weight"]
+    reach = _reach(layer, x, out_index)
+    assert int(reach.sum()) == geo.fan_in
+    o, cin, g = out_index[1], layer.in_channels, layer.groups
+    group = o // (layer.out_channels // g)
+    channels = reach[0].flatten(1).any(1).nonzero().flatten().tolist()
+    assert channels == list(range(group * cin // g, (group + 1) * cin // g))
+    assert geo.n_inputs == g * geo.fan_in
+
+
+def test_transposed_geometry_row_reaches_its_units():
+    """A transposed convolution's row is an input channel: one input entry reaches prod(shape[1:]) output entries
+    (C_out/g channels x kernel positions, stride = kernel so nothing overlaps)."""
+    torch.manual_seed(0)
+    t = nn.ConvTranspose2d(6, 4, 2, stride=2, groups=2)
+    geo = layer_geometry(nn.Sequential(t))["0.weight"]
+    x = torch.zeros(1, 6, 3, 3)
+    x[0, 4, 1, 1] = 1.0
+    with torch.no_grad():
+        reached = (t(x) - t(torch.zeros_like(x))) != 0
+    assert int(reached.sum()) == geo.fan_in == 2 * 2 * 2
+    assert reached[0].flatten(1).any(1).nonzero().flatten().tolist() == [2, 3]  # group 1's output channels
+
+
+def _kinds_reference(net, batches, score):
+    """Scores of every prunable weight of ``net`` from a float64 functional re-implementation."""
+    d = copy.deepcopy(net).double().eval()
+    params = {k: v.detach().clone() for k, v in d.named_parameters()}
+    names = list(AllKinds.EXPECTED)
+    return score(d, params, names, [(x.double(), y) for x, y in batches])
+
+
+def _call(d, params, names, vec_or_dict, x):
+    w = vec_or_dict if isinstance(vec_or_dict, dict) else _unflat(vec_or_dict, {n: params[n] for n in names})
+    return functional_call(d, {**params, **w}, (x,))
+
+
+def test_snip_grasp_synflow_on_every_layer_kind_match_references():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    net, batches = all_kinds(), all_kinds_batches()
+    theta_of = lambda params, names: _flat({n: params[n] for n in names})  # noqa: E731
+
+    def snip(d, params, names, bs):
+        m = torch.ones_like(theta_of(params, names), requires_grad=True)
+        theta = theta_of(params, names)
+        loss = sum(F.nll_loss(_call(d, params, names, theta * m, x), y) for x, y in bs)
+        s = torch.autograd.grad(loss, m)[0].abs()
+        return s / s.sum()
+
+    def grasp(d, params, names, bs):
+        theta = theta_of(params, names)
+        f = lambda v: sum(F.nll_loss(_call(d, params, names, v, x) / 200.0, y) for x, y in bs)  # noqa: E731
+        with sdpa_kernel(SDPBackend.MATH):
+            g = torch.autograd.functional.jacobian(f, theta)
+            hg = torch.autograd.functional.hvp(f, theta, g)[1]
+        s = theta * hg
+        return s / (s.sum().abs() + 1e-10)
+
+    def synflow(d, params, names, bs):
+        absd = {k: v.abs() for k, v in params.items()}
+        theta = theta_of(absd, names).requires_grad_(True)
+        R = _call(d, absd, names, theta, torch.ones(1, 2, 6, 6, dtype=torch.float64)).sum()
+        return (theta * torch.autograd.grad(R, theta)[0]).abs().detach()
+
+    for method, ref_fn, tol in (("snip", snip, 1e-4), ("grasp", grasp, 1e-3), ("synflow", synflow, 1e-5)):
+        ref = _kinds_reference(net, batches, ref_fn)
+        got = compute_scores(net, method, batches, device="cpu", **({"input_shape": (2, 6, 6)}
+                                                                    if method == "synflow" else {}))
+        assert list(got) == list(AllKinds.EXPECTED)
+        got = _flat(got).double()
+        assert torch.allclose(got, ref, rtol=tol, atol=tol * ref.abs().max()), method
+        attn = _flat({k: v for k, v in _unflat(got, prunable_parameters(net)).items() if "proj_weight" in k})
+        assert attn.abs().sum() > 0, method  # the attention projections are scored, not left out
+
+
+@pytest.mark.filterwarnings("ignore:.*pruned .* to nothing")
+@pytest.mark.parametrize("method", sorted(GENERATORS.names()))
+def test_every_generator_masks_every_layer_kind_at_the_density(method):
+    net = all_kinds()
+    m = generate_mask(net, method, 0.3, batches=all_kinds_batches(), rounds=3, device="cpu")
+    assert list(m) == list(AllKinds.EXPECTED)
+    assert m.num_kept == round(0.3 * m.num_total)
+    m.check(net, complete=True)
+
+
+@pytest.mark.filterwarnings("ignore:.*pruned .* to nothing")
+def test_local_scope_and_magnitude_reference_on_every_layer_kind():
+    net = all_kinds()
+    local = generate_mask(net, "random", 0.3, scope="local", device="cpu")
+    assert {k: kept for k, (kept, _) in local.layer_counts().items()} == \
+        {k: max(1, round(0.3 * p.numel())) for k, p in prunable_parameters(net).items()}
+    mag = generate_mask(net, "magnitude", 0.3, device="cpu")
+    w = torch.cat([p.detach().abs().reshape(-1) for p in prunable_parameters(net).values()])
+    kth = torch.sort(w, descending=True).values[round(0.3 * w.numel()) - 1]
+    for k, p in prunable_parameters(net).items():
+        assert torch.equal(mag[k], p.detach().abs() >= kth), k  # no ties among random float weights

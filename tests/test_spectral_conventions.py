@@ -1,4 +1,4 @@
-"""Convention-specific rules: METHOD §12.3 fixtures, hand-computed IMDB groups, the +inf / 0 / NaN rules, errors."""
+"""Convention-specific rules: fixtures from the ICLR-2023 authors' released per-layer CSVs, hand-computed IMDB groups, the +inf / 0 / NaN rules, errors."""
 import math
 
 import numpy as np
@@ -14,7 +14,7 @@ def test_conventions_exported():
 
 
 def test_fc_fixture_iclr():
-    """METHOD §12.3: dense 512→10 classifier of the ICLR ResNet34 (ERK d=0.01 leaves it dense)."""
+    """Released-CSV fixture (CIFAR-10, ResNet34, ERK d=0.01, seed 1): dense 512→10 classifier of the ICLR ResNet34 (ERK d=0.01 leaves it dense)."""
     r = layer_spectrum(np.ones((10, 512), bool), None, "iclr2023", name="fc")
     assert r.mu0 == pytest.approx(71.5542, abs=1e-4)
     assert r.mu_hat == pytest.approx(0.0, abs=1e-9)

@@ -8,12 +8,12 @@ import torch
 from pags_core.spectral import layer_spectrum, reference_layer_spectrum, reference_top2
 from pags_core.spectral.examples import complete_bipartite, disjoint_union, projective_plane, random_biregular
 from pags_core.spectral.metrics import METRIC_FIELDS
-from pags_core.spectral.svd import top2_dense_batch, top2_sparse
+from pags_core.spectral.svd import top2_many, top2_sparse
 
-RTOL = 1e-6
+RTOL = 1e-9
 
 
-def assert_same(fast, ref, keys=METRIC_FIELDS, rtol=RTOL, atol=1e-9):
+def assert_same(fast, ref, keys=METRIC_FIELDS, rtol=RTOL, atol=1e-12):
     for k in keys:
         a, b = float(fast[k]), float(ref[k])
         if math.isnan(b) or math.isinf(b):
@@ -55,14 +55,15 @@ def test_bound_options_match_reference(bound):
 
 def test_top2_paths_agree_with_adjacency_eigenvalues():
     rng = np.random.default_rng(3)
-    # large enough to take the Lanczos path (Gram side > DENSE_MAX) as well as the dense one
-    for shape, p in (((300, 200), 0.02), ((50, 40), 0.2), ((400, 170), 0.01)):
+    # large enough to take the Lanczos path (smaller side > DENSE_MAX) as well as the dense one
+    for shape, p in (((300, 200), 0.02), ((50, 40), 0.2), ((400, 170), 0.01), ((30, 8), 0.5)):
         B = (rng.random(shape) < p) * rng.random(shape)
         s_fast = top2_sparse(B)
         s_ref = reference_top2(B)
-        s_bat = top2_dense_batch(torch.from_numpy(B[None])).numpy()[0]
         assert s_fast == pytest.approx(s_ref, rel=1e-9, abs=1e-12)
-        assert tuple(s_bat) == pytest.approx(s_ref, rel=1e-9, abs=1e-12)
+        r, c = np.nonzero(B)  # the torch implementation of the Lanczos path, run on the CPU
+        s_t = top2_many(np.zeros(r.size, dtype=np.int64), r, c, B[r, c], 1, device=torch.device("cpu"))[0, 0]
+        assert tuple(s_t) == pytest.approx(s_ref, rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("a,b", [(5, 3), (10, 512), (7, 7), (64, 27)])
@@ -70,9 +71,9 @@ def test_complete_bipartite(a, b):
     r = layer_spectrum(complete_bipartite(a, b), None)
     assert r.mu0 == pytest.approx(math.sqrt(a * b), rel=1e-12)
     assert r.mu_hat == pytest.approx(0.0, abs=1e-9 * math.sqrt(a * b))
-    s = top2_dense_batch(torch.ones((2, b, a), dtype=torch.float64)).numpy()
-    assert s[:, 0] == pytest.approx(math.sqrt(a * b), rel=1e-12)
-    assert s[:, 1] == pytest.approx(0.0, abs=1e-9 * math.sqrt(a * b))
+    s = top2_sparse(np.ones((b, a)))
+    assert s[0] == pytest.approx(math.sqrt(a * b), rel=1e-12)
+    assert s[1] == pytest.approx(0.0, abs=1e-12 * math.sqrt(a * b))
 
 
 def test_disjoint_union_repeats_mu0():
@@ -134,3 +135,58 @@ def test_torch_and_numpy_inputs_agree():
     b = layer_spectrum(torch.from_numpy(mask), torch.from_numpy(w).float())
     assert a.ramanujan_gap == pytest.approx(b.ramanujan_gap, rel=1e-12)
     assert a.weighted_gap == pytest.approx(b.weighted_gap, rel=1e-6)  # float32 weights
+
+
+def _big_degenerate_layers():
+    """Degenerate layers large enough (smaller side > DENSE_MAX) to take the batched Lanczos path."""
+    rng = np.random.default_rng(17)
+    one_edge = np.zeros((120, 90), bool)
+    one_edge[7, 11] = True
+    rank1 = np.zeros((150, 100), bool)
+    rank1[10:70, 20:90] = True  # a dense block K(70, 60) inside a larger layer: rank 1, σ2 = 0
+    block = rng.random((60, 90)) < 0.08
+    twins = disjoint_union(block, block)  # two identical random blocks: σ1 repeated, μ̂ = μ0
+    matching = np.eye(100, dtype=bool)[rng.permutation(100)]  # every component K(1,1): σ1 = σ2 = 1
+    sparse = rng.random((200, 150)) < 0.04
+    return {"empty": np.zeros((120, 90), bool), "one_edge": one_edge, "rank1": rank1, "twins": twins,
+            "matching": matching, "sparse": sparse}
+
+
+@pytest.mark.parametrize("name", list(_big_degenerate_layers()))
+@pytest.mark.parametrize("convention", ["neurips2023", "iclr2023"])
+def test_degenerate_layers_on_the_lanczos_path(name, convention):
+    mask = _big_degenerate_layers()[name]
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=mask.shape)
+    w_zero = w.copy()
+    w_zero[rng.random(mask.shape) < 0.3] = 0.0  # zero weights inside the mask: a smaller weighted graph
+    for weight in (None, w, w_zero, np.ones(mask.shape)):
+        assert_same(layer_spectrum(mask, weight, convention).as_dict(),
+                    reference_layer_spectrum(mask, weight, convention), rtol=1e-9, atol=1e-12)
+    r = layer_spectrum(mask, None)
+    if name == "twins":
+        assert r.mu_hat == pytest.approx(r.mu0, rel=1e-12)
+    if name == "rank1":
+        assert r.mu0 == pytest.approx(math.sqrt(70 * 60), rel=1e-12) and r.mu_hat == pytest.approx(0.0, abs=1e-12)
+    if name == "matching":
+        assert r.mu0 == pytest.approx(1.0) and r.mu_hat == pytest.approx(1.0)
+
+
+def test_many_matrices_in_one_call_agree_with_svd():
+    """top2_many on a batch mixing sizes, densities, disconnected and rank-1 matrices, against numpy's SVD."""
+    rng = np.random.default_rng(8)
+    mats = []
+    for i in range(40):
+        n, m = rng.integers(1, 260, 2)
+        B = (rng.random((n, m)) < rng.choice([0.01, 0.05, 0.3, 1.0])) * (rng.random((n, m)) if i % 2 else 1.0)
+        mats.append(B)
+    mats += [np.kron(np.eye(3), np.ones((40, 50))), np.kron(np.eye(60), np.ones((1, 3)))]
+    prob, row, col, val, ro, co = [], [], [], [], 0, 0
+    for j, B in enumerate(mats):
+        r, c = np.nonzero(B)
+        prob.append(np.full(r.size, j)), row.append(r + ro), col.append(c + co), val.append(B[r, c])
+        ro, co = ro + B.shape[0], co + B.shape[1]
+    s = top2_many(*map(np.concatenate, (prob, row, col, val)), len(mats))
+    for j, B in enumerate(mats):
+        sv = np.r_[np.linalg.svd(B, compute_uv=False), 0.0, 0.0][:2]
+        assert s[j, 0] == pytest.approx(sv, rel=1e-10, abs=1e-12 * max(sv[0], 1.0)), j

@@ -1,4 +1,4 @@
-"""pags_core.stats: Pearson r and its Fisher-z interval against scipy and closed forms."""
+"""pags_core.analysis.correlation: Pearson r and its Fisher-z interval against scipy and closed forms."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from pags_core.stats import correlation_table, fisher_z_interval, partial_pearson, pearson, spearman
+from pags_core.analysis.correlation import correlation_table, fisher_z_interval, partial_pearson, pearson, spearman
 
 
 def test_pearson_closed_form():

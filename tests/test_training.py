@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pags_core import RECIPES, Mask, TrainResult, evaluate, generate_mask, load_dataset, make_model, train
-from pags_core.training import Recipe
+from pags_core.training import Callback, Recipe
 
 FAST = Recipe("fast", nesterov=True, batch_size=32, test_batch_size=64, epochs=2, schedule="cosine", milestones=())
 
@@ -26,7 +26,8 @@ def test_pruned_weights_grads_and_momentum_stay_zero(data):
     mask = generate_mask(model, "random", 0.1, seed=1, device="cpu")
     seen = []
 
-    def check(step, m, opt, mk):
+    def check(state):
+        step, m, opt, mk = state.step, state.model, state.optimizer, state.mask
         params = dict(m.named_parameters())
         for name, keep in mk.items():
             p = params[name]
@@ -36,7 +37,7 @@ def test_pruned_weights_grads_and_momentum_stay_zero(data):
             assert buf is None or torch.all(buf[~keep] == 0), (step, name)
         seen.append(step)
 
-    res = train(model, data, FAST, mask=mask, device="cpu", step_callback=check, progress=False)
+    res = train(model, data, FAST, mask=mask, device="cpu", callbacks=check, progress=False)
     assert seen == list(range(1, res.iters + 1)) and res.iters == 2 * 4
     params = dict(model.named_parameters())
     assert any(torch.any(params[n][k] != 0) for n, k in mask.items())  # kept weights did train
@@ -49,13 +50,14 @@ def test_mask_is_reread_every_step(data):
     mask = Mask.ones(model)
     target = "layer1.0.conv1.weight"
 
-    def prune_more(step, m, opt, mk):
+    def prune_more(state):
+        step, mk = state.step, state.mask
         if step == 2:
             mk[target][:] = False  # replace the tensor's content in place
         if step == 3:
             mk["linear.weight"] = torch.zeros_like(mk["linear.weight"])  # or swap the tensor
 
-    train(model, data, FAST, mask=mask, device="cpu", step_callback=prune_more, max_iters=4, progress=False)
+    train(model, data, FAST, mask=mask, device="cpu", callbacks=prune_more, max_iters=4, progress=False)
     assert torch.all(model.layer1[0].conv1.weight == 0) and torch.all(model.linear.weight == 0)
 
 
@@ -98,12 +100,12 @@ def test_max_iters_stops(data):
 
 
 def test_divergence_is_recorded_not_raised(data):
-    def poison(step, m, opt, mk):
-        if step == 3:
+    def poison(state):
+        if state.step == 3:
             with torch.no_grad():
-                m.linear.weight.fill_(float("nan"))
+                state.model.linear.weight.fill_(float("nan"))
 
-    res = train(small_model(), data, FAST, device="cpu", step_callback=poison, progress=False)
+    res = train(small_model(), data, FAST, device="cpu", callbacks=poison, progress=False)
     assert res.diverged and res.iters == 3 and res.history[-1].get("diverged") is True
     assert len(res.history) == 1
     huge = train(small_model(), data, FAST.replace(lr=1e12, epochs=3), device="cpu", progress=False)
@@ -119,7 +121,7 @@ def test_multistep_schedule_per_epoch(data):
 def test_cosine_schedule_per_step_reaches_zero(data):
     lrs = []
     train(small_model(), data, FAST, device="cpu", progress=False,
-          step_callback=lambda s, m, opt, mk: lrs.append(opt.param_groups[0]["lr"]))
+          callbacks=lambda state: lrs.append(state.optimizer.param_groups[0]["lr"]))
     total = 8
     assert lrs == pytest.approx([0.05 * (1 + math.cos(math.pi * t / total)) for t in range(1, total + 1)])
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
@@ -177,15 +179,22 @@ def test_checkpoint_resume_gives_the_uninterrupted_result(data, tmp_path, schedu
     model = small_model()
     crash_at = 4 + 3  # 4 steps per epoch: dies in epoch 2, after the end-of-epoch-1 checkpoint
 
-    def die(step, *_):
-        if step == crash_at:
+    def die(state):
+        if state.step == crash_at:
             raise _Crash
 
     with pytest.raises(_Crash):
-        train(model, data, rec, mask=mask.clone(), device="cpu", seed=3, progress=False, checkpoint=ck, step_callback=die)
+        train(model, data, rec, mask=mask.clone(), device="cpu", seed=3, progress=False, checkpoint=ck, callbacks=die)
     assert ck.is_file()
     assert torch.load(ck, weights_only=False)["epoch"] == 1
-    fresh = small_model(seed=99)  # resuming must not depend on the weights the caller passes in
+    foreign = small_model(seed=99)  # a checkpoint belongs to the run that started from these weights and mask
+    with pytest.raises(ValueError, match="start_digest"):
+        train(foreign, data, rec, mask=mask.clone(), device="cpu", seed=3, progress=False, checkpoint=ck,
+              callbacks=die)
+    other_mask = generate_mask(small_model(), "random", 0.2, seed=2, device="cpu")
+    with pytest.raises(ValueError, match="mask_digest"):
+        train(small_model(), data, rec, mask=other_mask, device="cpu", seed=3, progress=False, checkpoint=ck)
+    fresh = small_model()
     res = train(fresh, data, rec, mask=mask.clone(), device="cpu", seed=3, progress=False, checkpoint=ck)
     assert not ck.exists()  # removed once the run ended
     assert res.iters == ref.iters and res.best_epoch == ref.best_epoch and res.test_acc == ref.test_acc
@@ -199,14 +208,86 @@ def test_checkpoint_of_another_run_is_refused(data, tmp_path):
     ck = tmp_path / "checkpoint.pt"
     rec = Recipe("ck", batch_size=32, epochs=2, schedule="constant", milestones=())
 
-    def die(step, *_):
-        if step == 5:
+    def die(state):
+        if state.step == 5:
             raise _Crash
 
     with pytest.raises(_Crash):
-        train(small_model(), data, rec, device="cpu", seed=0, progress=False, checkpoint=ck, step_callback=die)
+        train(small_model(), data, rec, device="cpu", seed=0, progress=False, checkpoint=ck, callbacks=die)
     with pytest.raises(ValueError, match=r"another run \(seed: checkpoint 0, this call 1\)"):
         train(small_model(), data, rec, device="cpu", seed=1, progress=False, checkpoint=ck)
     torch.save({"something": 1}, ck)
     with pytest.raises(ValueError, match="not a training checkpoint"):
         train(small_model(), data, rec, device="cpu", seed=0, progress=False, checkpoint=ck)
+    ck.write_bytes(b"\x80\x02garbage")  # a truncated or garbled file: warned about, deleted, the run starts over
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        res = train(small_model(), data, rec, device="cpu", seed=0, progress=False, checkpoint=ck)
+    ref = train(small_model(), data, rec, device="cpu", seed=0, progress=False)
+    assert res.test_acc == ref.test_acc and not ck.exists()
+
+
+class _StopAfter(Callback):
+    """Stops at the end of epoch ``epoch`` and counts its hooks (state travels through the checkpoint)."""
+
+    def __init__(self, epoch):
+        self.epoch, self.steps, self.started, self.ended = epoch, 0, 0, 0
+
+    def on_train_start(self, state):
+        self.started += 1
+
+    def on_step_end(self, state):
+        self.steps += 1
+
+    def on_epoch_end(self, state):
+        assert state.record["epoch"] == state.epoch and "val_acc" in state.record
+        return state.epoch == self.epoch
+
+    def on_train_end(self, state):
+        self.ended += 1
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, s):
+        self.steps = s["steps"]
+
+
+def test_a_callback_stops_training_and_its_state_survives_a_resume(data, tmp_path):
+    rec = FAST.replace(epochs=4)
+    cb = _StopAfter(2)
+    res = train(small_model(), data, rec, device="cpu", progress=False, callbacks=[cb])
+    assert res.stopped_by == "_StopAfter" and len(res.history) == 2 and res.iters == 8 == cb.steps
+    assert (cb.started, cb.ended) == (1, 1)
+    assert train(small_model(), data, rec, device="cpu", progress=False).stopped_by is None
+    # crash in epoch 3 of a run whose callback stops at 4: the resumed callback has counted every step exactly once
+    ck = tmp_path / "ck.pt"
+
+    def die(state):
+        if state.step == 10:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(small_model(), data, rec, device="cpu", progress=False, checkpoint=ck, callbacks=[_StopAfter(4), die])
+    cb2 = _StopAfter(4)
+    res = train(small_model(), data, rec, device="cpu", progress=False, checkpoint=ck, callbacks=[cb2, lambda s: None])
+    assert cb2.steps == res.iters == 16 and res.stopped_by == "_StopAfter"
+
+
+def test_capture_weights_keeps_the_state_after_step_k(data):
+    from pags_core.training import CaptureWeights
+
+    cap = CaptureWeights(3)
+    seen = {}
+    model = small_model()
+    train(model, data, FAST, device="cpu", progress=False,
+          callbacks=[cap, lambda s: seen.setdefault(s.step, {k: v.clone() for k, v in s.model.state_dict().items()})])
+    assert all(torch.equal(cap.weights[k], seen[3][k]) for k in seen[3])
+    assert not all(torch.equal(cap.weights[k], seen[4][k]) for k in seen[4])
+    with pytest.raises(ValueError, match="positive int"):
+        CaptureWeights(0)
+
+
+def test_a_plain_dict_mask_is_refused(data):
+    model = small_model()
+    with pytest.raises(TypeError, match="pags_core.Mask"):
+        train(model, data, FAST, mask={n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()})

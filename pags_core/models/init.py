@@ -1,4 +1,4 @@
-"""``init_random``: the weight initialisation shared by both papers' codebases (METHOD §10)."""
+"""``init_random``: the weight initialisation shared by both papers' codebases."""
 from __future__ import annotations
 
 import math
@@ -18,6 +18,12 @@ def init_random(model: nn.Module, *, generator: torch.Generator | None = None) -
     - ``Linear`` weight ~ N(0, 0.01), bias 0.
 
     Draws come from the global torch RNG unless ``generator`` (a CPU generator) is given.
+
+    Only these three module types are touched (the papers' models hold no other): ``Conv1d``/``Conv3d``,
+    transposed convolutions, ``BatchNorm1d/3d``, ``LayerNorm`` and the ``in_proj_weight``/``q|k|v_proj_weight`` of
+    ``MultiheadAttention`` keep their PyTorch initialisation, while ``Linear`` subclasses (such as an attention
+    block's ``out_proj``) get N(0, 0.01) and grouped/depthwise ``Conv2d`` get the formula above, whose fan-out
+    kh*kw*Cout ignores the groups.  For another architecture, prefer its own initialisation (``init="default"``).
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):

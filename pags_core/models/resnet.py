@@ -1,4 +1,5 @@
-"""CIFAR-style ResNet18/34 (METHOD §10; ITOP ``sparselearning/models.py`` layout), with a channel-width multiplier."""
+"""CIFAR-style ResNet18/34 of paper B (the ITOP code's ``sparselearning/models.py`` layout), with a channel-width
+multiplier."""
 from __future__ import annotations
 
 import torch

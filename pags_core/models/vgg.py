@@ -1,4 +1,4 @@
-"""VGG16-D, the SNIP-paper variant used by ITOP (METHOD §10)."""
+"""VGG16-D, the variant of the SNIP paper (Lee et al., ICLR 2019) that the ITOP code and paper B use."""
 from __future__ import annotations
 
 import torch

@@ -1,10 +1,21 @@
-"""Erdős–Rényi-Kernel layer densities (METHOD §6) and exact per-layer counts."""
+"""Erdős–Rényi-Kernel layer densities (Evci et al., ICML 2020, as both papers use them) and exact per-layer counts.
+
+ERK reads a layer's weight *shape*.  For a grouped convolution the shape is (C_out, C_in/g, kh, kw): its second
+dimension is already the number of input channels each output channel really reads (the true per-output fan-in is
+C_in/g·kh·kw = prod(shape[1:])), and prod(shape) is the number of edges of the layer's true, block-diagonal graph.
+So ERK needs no correction for groups: a depthwise 3x3 convolution with C channels has raw = (C + 1 + 3 + 3)/(9C),
+not the (2C + 6)/(9C²) of a dense convolution with the same channels.  A transposed convolution is read the same way
+from its stored shape (C_in, C_out/g, k...); a MultiheadAttention ``in_proj_weight`` is one (3E, E) layer, while
+separate q/k/v projections are three layers of their own shapes.
+"""
 from __future__ import annotations
 
 import math
 from typing import Dict, Mapping, Sequence
 
 import torch
+
+from .select import check_density
 
 __all__ = ["erk_densities", "erk_counts"]
 
@@ -15,7 +26,17 @@ def erk_densities(shapes: Mapping[str, Sequence[int]], density: float, *, power:
     eps makes the expected kept count equal ``density * sum_l N_l``:
     eps = [D * sum_{l not in S} N_l - (1 - D) * sum_{l in S} N_l] / sum_{l not in S} raw_l * N_l,
     where S, the set of dense layers, grows (the layer(s) with the largest raw_l first) while max eps*raw_l > 1.
+
+    Raises ``ValueError`` for an empty ``shapes``, a layer with a zero-size dimension (its raw_l is undefined) and a
+    ``power`` that is not a finite number >= 0.
     """
+    from .checks import OPTION_CHECKS, check_layer_sizes
+
+    if not shapes:
+        raise ValueError("ERK needs at least one layer shape")
+    check_layer_sizes({n: tuple(s) for n, s in shapes.items()})
+    power = OPTION_CHECKS["power"](power)
+    density = check_density(density)
     names = list(shapes)
     N = {n: math.prod(shapes[n]) for n in names}
     raw = {n: (sum(shapes[n]) / N[n]) ** power for n in names}

@@ -1,4 +1,4 @@
-"""The one scoring interface behind every score-based PaI generator (METHOD §6).
+"""The one scoring interface behind every score-based PaI generator.
 
 A *scorer* is a function ``scorer(ctx, mask) -> dict[param name, score tensor]`` (higher = keep).  ``ctx`` is a
 :class:`ScoringContext`: a private deep copy of the caller's model (eval mode, on the scoring device; float64 with
@@ -19,9 +19,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..masks import Mask
-from ..models import prunable_parameters
+from ..models import require_prunable
 
 __all__ = ["ScoringContext", "snip_scores", "grasp_scores", "synflow_scores", "magnitude_scores", "random_scores"]
 
@@ -32,6 +33,7 @@ class ScoringContext:
     def __init__(self, model: nn.Module, *, batches: Optional[Iterable] = None, device: torch.device,
                  seed: int = 0, noise: float = 0.0, synflow: bool = False, input_shape: Optional[Sequence[int]] = None):
         self.device = device
+        self.noise = float(noise)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.batches: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None
         if batches is not None:
@@ -45,14 +47,12 @@ class ScoringContext:
         self.dtype = torch.float64 if synflow else None
         net = net.to(device=device, dtype=torch.float64) if synflow else net.to(device)
         self.net = net
-        self.weights: Dict[str, nn.Parameter] = prunable_parameters(net)
-        if not self.weights:
-            raise ValueError(f"{type(model).__name__} has no prunable layers (Conv2d or Linear); nothing to prune")
+        self.weights: Dict[str, nn.Parameter] = require_prunable(net)
         for w in self.weights.values():
             w.requires_grad_(True)
         with torch.no_grad():
             if noise:
-                for w in self.weights.values():  # scoring-only noise on the temporary copy (METHOD §7.3)
+                for w in self.weights.values():  # scoring-only noise on the temporary copy: θ itself stays clean
                     w.add_(torch.randn(w.shape, generator=self.generator, dtype=torch.float64).to(w) * float(noise))
             if synflow:  # SynFlow linearisation: every state tensor (BN included) -> |.|
                 for t in list(net.parameters()) + [b for b in net.buffers() if b.is_floating_point()]:
@@ -107,6 +107,10 @@ def grasp_scores(ctx: ScoringContext, mask: Mask, *, temperature: float = 200.0)
     """GraSP: g = Σ_b ∇θ L_b (no graph), Hg = ∇θ Σ_b gᵀ∇θ L_b, score θ ⊙ Hg (signed; keep the largest), divided
     by |Σ score| + 1e-10.  L_b = NLL(output / T) with the model's log-softmax output and T = ``temperature``.
     The Hessian is taken over the prunable weights only.
+
+    Hg needs the second derivative of every operation of the model: attention runs on PyTorch's "math"
+    scaled-dot-product kernel here (the fused kernels have no double backward); an operation without a second
+    derivative (e.g. ``nn.Hardsigmoid`` in torch 2.x) is a ``RuntimeError`` saying so.
     """
     ctx.load(mask)
     g = [torch.zeros_like(w) for w in ctx.weights.values()]
@@ -114,21 +118,41 @@ def grasp_scores(ctx: ScoringContext, mask: Mask, *, temperature: float = 200.0)
         for a, gi in zip(g, ctx.grads(F.nll_loss(ctx.net(x) / temperature, y))):
             a.add_(gi)
     hg = [torch.zeros_like(w) for w in ctx.weights.values()]
-    for x, y in ctx.iter_batches():
-        gr = ctx.grads(F.nll_loss(ctx.net(x) / temperature, y), create_graph=True)
-        z = sum((a * b).sum() for a, b in zip(g, gr))
-        for a, hi in zip(hg, ctx.grads(z)):
-            a.add_(hi)
+    with sdpa_kernel(SDPBackend.MATH):
+        for x, y in ctx.iter_batches():
+            gr = ctx.grads(F.nll_loss(ctx.net(x) / temperature, y), create_graph=True)
+            z = sum((a * b).sum() for a, b in zip(g, gr))
+            try:
+                hz = ctx.grads(z)
+            except RuntimeError as e:
+                if "derivative for" not in str(e) or "not implemented" not in str(e):
+                    raise
+                raise RuntimeError(
+                    f"GraSP needs second derivatives (a Hessian-vector product) of every operation of "
+                    f"{type(ctx.net).__name__}, and one has none in torch {torch.__version__}: {e}. Replace that "
+                    "operation (e.g. nn.Hardsigmoid/Hardswish by nn.Sigmoid/SiLU) or use another generator") from e
+            for a, hi in zip(hg, hz):
+                a.add_(hi)
     scores = {n: ctx.theta[n] * h for n, h in zip(ctx.names, hg)}
     return _normalise(scores, signed=True)
 
 
 def synflow_scores(ctx: ScoringContext, mask: Mask) -> Dict[str, torch.Tensor]:
     """SynFlow: on the float64 |state| copy, R = Σ model(1) for an all-ones input of the data's shape;
-    score |θ ⊙ ∂R/∂θ_eff| with θ_eff = |θ| ⊙ m.  Pruned weights score -inf so they stay pruned."""
+    score |θ ⊙ ∂R/∂θ_eff| with θ_eff = |θ| ⊙ m.  Pruned weights score -inf so they stay pruned.
+
+    SynFlow's conservation argument holds for networks of linear layers, ReLU-like activations, pooling and
+    eval-mode BatchNorm.  Anything else (LayerNorm, attention, GELU/SiLU, the log-softmax at the output) is also
+    computed on the |state| copy and gives a finite, data-free score, but it is then a heuristic.  A non-finite R
+    (float64 overflow in a very deep network) is a ``ValueError`` naming R."""
     ctx.load(mask)
     x = torch.ones((1, *ctx.input_shape), dtype=torch.float64, device=ctx.device)
-    g = ctx.grads(ctx.net(x).sum())
+    R = ctx.net(x).sum()
+    if not bool(torch.isfinite(R)):
+        raise ValueError(f"synflow: R = Σ model(1) is {float(R.detach())!r} on the float64 |θ| copy of "
+                         f"{type(ctx.net).__name__} (input shape {ctx.input_shape}); the path products overflowed, "
+                         "so no weight can be ranked. Use fewer layers or another generator")
+    g = ctx.grads(R)
     out = {}
     for n, gi in zip(ctx.names, g):
         m = mask[n].to(gi.device)

@@ -23,6 +23,8 @@ SCOPES = ("global", "local")
 
 def check_density(density: float) -> float:
     """Return ``density`` as a float, or raise ``ValueError`` unless it lies in (0, 1]."""
+    if isinstance(density, bool):
+        raise ValueError(f"density must be a number in (0, 1] (the kept fraction), got {density!r}")
     try:
         d = float(density)
     except (TypeError, ValueError):
@@ -36,10 +38,17 @@ def _num_keep(density: float, n: int) -> int:
     return min(n, max(1, int(round(density * n)))) if n > 0 else 0
 
 
-def _clean(flat: torch.Tensor) -> torch.Tensor:
-    if not flat.is_floating_point():
-        flat = flat.double()
-    return torch.nan_to_num(flat, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+def _float(flat: torch.Tensor) -> torch.Tensor:
+    return flat if flat.is_floating_point() else flat.double()
+
+
+def _refuse_nan(scores: Mapping[str, torch.Tensor]) -> None:
+    bad = [f"{n} ({int(torch.isnan(s).sum())} NaN)" for n, s in scores.items()
+           if s.is_floating_point() and bool(torch.isnan(s).any())]
+    if bad:
+        raise ValueError(f"scores hold NaN, which has no rank: {', '.join(bad[:8])}"
+                         + (f", ... ({len(bad) - 8} more)" if len(bad) > 8 else "")
+                         + "; generate_mask refuses them earlier, naming the cause")
 
 
 def _keep_top(flat: torch.Tensor, k: int) -> torch.Tensor:
@@ -62,24 +71,26 @@ def select_topk(scores: Mapping[str, torch.Tensor], density: float, *, scope: st
     """Keep the highest scores: ``scope="global"`` keeps exactly ``k = round(density * N_total)`` (at least 1) over
     the concatenation of all tensors; ``scope="local"`` keeps ``round(density * N_l)`` (at least 1) in every tensor.
 
-    Non-finite scores: NaN ranks lowest; ``-inf`` marks a weight that must not be kept unless k forces it.
+    ``-inf`` marks a weight that must not be kept unless k forces it, ``+inf`` one that is kept first; a NaN score is
+    a ``ValueError`` naming its layer (it has no rank).
     """
     density = check_density(density)
     if not isinstance(scope, str) or scope.lower() not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; valid choices: {', '.join(SCOPES)}")
     if not scores:
         raise ValueError("no scores to select from (the model has no prunable layers?)")
+    _refuse_nan(scores)
     names = list(scores)
     if scope.lower() == "local":
         out = {}
         for n in names:
             s = scores[n]
-            flat = _clean(s.detach().reshape(-1))
+            flat = _float(s.detach().reshape(-1))
             out[n] = _keep_top(flat, _num_keep(density, flat.numel())).view(s.shape)
         return Mask(out)
     device = scores[names[0]].device
     flats = [scores[n].detach().reshape(-1).to(device) for n in names]
-    keep = _keep_top(_clean(torch.cat(flats)), _num_keep(density, sum(f.numel() for f in flats)))
+    keep = _keep_top(_float(torch.cat(flats)), _num_keep(density, sum(f.numel() for f in flats)))
     out, start = {}, 0
     for n, f in zip(names, flats):
         out[n] = keep[start:start + f.numel()].view(scores[n].shape)

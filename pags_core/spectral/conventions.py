@@ -1,4 +1,4 @@
-"""The two metric conventions (METHOD §3–5, pitfall 4) held as data.
+"""The two metric conventions held as data.
 
 ``iclr2023`` follows the ICLR-2023 code (binary graph only), ``neurips2023`` the NeurIPS-2023 code (binary and
 weighted graph, full-spectrum coordinate).  Everything that differs between the two papers lives in one
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Convention", "CONVENTIONS", "BOUNDS", "get_convention", "check_bound"]
+__all__ = ["Convention", "CONVENTIONS", "BOUNDS", "get_convention", "check_bound", "check_softness"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ _NEURIPS = Convention(
 _BY_NAME = {c.name: c for c in (_ICLR, _NEURIPS)}
 #: Valid convention names.
 CONVENTIONS: tuple[str, ...] = tuple(_BY_NAME)
-#: Valid Ramanujan-bound forms (METHOD §3); ``"mean_degree"`` is an unverified paper-notation guess.
+#: Valid Ramanujan-bound forms; ``"mean_degree"`` is an unverified paper-notation guess.
 BOUNDS: tuple[str, ...] = ("bipartite", "regular", "spectral", "mean_degree")
 
 
@@ -105,13 +105,24 @@ def get_convention(convention) -> Convention:
     if isinstance(convention, Convention):
         return convention
     try:
-        return _BY_NAME[str(convention).lower()]
+        if not isinstance(convention, str):
+            raise KeyError(convention)
+        return _BY_NAME[convention.lower()]
     except KeyError:
         raise ValueError(f"unknown spectral convention {convention!r}; valid conventions: {', '.join(CONVENTIONS)}") from None
 
 
 def check_bound(bound: str) -> str:
     """Validate a bound name; raises ``ValueError`` listing the valid ones."""
-    if bound not in BOUNDS:
+    if not isinstance(bound, str) or bound not in BOUNDS:
         raise ValueError(f"unknown Ramanujan bound {bound!r}; valid bounds: {', '.join(BOUNDS)}")
     return bound
+
+
+def check_softness(softness) -> float:
+    """Validate the softness constant s added to Δr (a finite real number); returns it as a float."""
+    import numbers
+
+    if isinstance(softness, bool) or not isinstance(softness, numbers.Real) or not math.isfinite(float(softness)):
+        raise ValueError(f"softness={softness!r}: expected a finite real number (the constant s added to Δr; default 0)")
+    return float(softness)

@@ -1,122 +1,168 @@
-"""A prunable layer seen as a bipartite graph (METHOD §2).
+"""A prunable layer read as its true bipartite graph (issue 13): which input unit every kept weight
+connects to which output row.
 
-A weight W of shape (Cout, Cin, kh, kw) or (Cout, Cin) is unrolled to a (Cout, Cin·kh·kw) matrix; the left nodes are
-the Cin·kh·kw input units and the right nodes the Cout output channels.  The biadjacency used throughout this package
-is ``B`` of shape (|L|, |R|) = (inputs, outputs): binary (the mask) or weighted (|W ⊙ M|).  Isolated nodes (inputs with
-fan-out 0, outputs with fan-in 0) are removed before degrees or spectra are taken.
+A weight of shape (R, *rest) with ``groups = g`` (any ndim >= 2: Linear, Conv1d/2d/3d, transposed convolutions —
+see :mod:`pags_core.models.geometry`) has R output rows (right nodes) and g·F input units (left nodes), F =
+prod(rest).  Rows split into g contiguous blocks of R/g; entry (o, j) of the weight unrolled to (R, F) joins output o
+to input unit ``(o // (R/g))·F + j``.  The biadjacency (inputs × outputs) is therefore block-diagonal, and for
+g = 1 it is the plain unrolling M̃ᵀ (the kernel is never summed).  The weighted graph carries |W| on the same
+edges; a weight that is exactly 0 inside the mask is an absent edge of the weighted graph (as in the NeurIPS-2023 code).
+
+This module also reads masks and weights, refusing what would silently give a wrong graph: a mask entry that is
+neither 0 nor 1 (unless a threshold is given), a NaN mask entry, and a NaN/inf weight inside the mask.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-__all__ = ["to_numpy", "unroll", "check_shapes", "LayerGraph", "layer_graph", "degree_groups"]
+__all__ = ["to_numpy", "check_shapes", "check_groups", "n_input_units", "input_units", "kept_indices",
+           "check_threshold", "LayerInput", "layer_input"]
 
 
 def to_numpy(x, dtype=None) -> np.ndarray:
     """A torch tensor (any device) or array-like as a numpy array (optionally cast to ``dtype``)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu")
-        if x.dtype == torch.bfloat16 or x.dtype == torch.float16:
+        if x.dtype in (torch.bfloat16, torch.float16):
             x = x.to(torch.float32)
         x = x.numpy()
     x = np.asarray(x)
     return x.astype(dtype, copy=False) if dtype is not None else x
 
 
-def unroll(x) -> np.ndarray:
-    """Reshape a 2-D (linear) or 4-D (conv) tensor to (Cout, Cin·kh·kw); the kernel is never summed (pitfall 1)."""
-    a = to_numpy(x)
-    if a.ndim not in (2, 4):
-        raise ValueError(f"expected a 2-D (linear) or 4-D (conv) weight/mask, got shape {tuple(a.shape)}")
-    return a.reshape(a.shape[0], -1)
+def _label(name) -> str:
+    return name or "<unnamed>"
 
 
 def check_shapes(mask, weight, name=None) -> None:
     """Raise ``ValueError`` naming the layer and both shapes when the mask does not match the weight."""
-    if weight is None:
+    if weight is None or mask is None:
         return
     ms, ws = tuple(mask.shape), tuple(weight.shape)
     if ms != ws:
-        raise ValueError(f"layer {name or '<unnamed>'}: mask shape {ms} does not match weight shape {ws}")
+        raise ValueError(f"layer {_label(name)}: mask shape {ms} does not match weight shape {ws}")
 
 
-@dataclass(frozen=True)
-class LayerGraph:
-    """One layer as sparse biadjacencies (rows = input units, columns = output channels).
-
-    ``binary`` holds the mask pattern (float64 ones, sorted indices); ``wdata`` holds |W ⊙ M| aligned entry by entry
-    with ``binary.data`` (it may contain exact zeros: such an edge is absent from the weighted graph, METHOD §5.2b),
-    or ``None`` when no weight was given.  ``n_inputs``/``n_outputs`` are the *unfiltered* dimensions Cin·kh·kw and
-    Cout."""
-
-    binary: sp.csr_matrix
-    wdata: np.ndarray | None
-    n_inputs: int
-    n_outputs: int
-
-    @property
-    def weighted(self) -> sp.csr_matrix | None:
-        """|W ⊙ M| as a CSR matrix (inputs × outputs) with exact zeros dropped, or ``None``."""
-        if self.wdata is None:
-            return None
-        B = self.binary
-        W = sp.csr_matrix((self.wdata, B.indices, B.indptr), shape=B.shape)
-        W.eliminate_zeros()
-        return W
-
-    @property
-    def fan_out(self) -> np.ndarray:
-        """Fan-out of every input unit (its number of kept weights)."""
-        return np.diff(self.binary.indptr)
-
-    @property
-    def fan_in(self) -> np.ndarray:
-        """Fan-in of every output channel."""
-        return np.bincount(self.binary.indices, minlength=self.n_outputs)
+def check_groups(shape, groups, name=None) -> int:
+    """Validate a layer's ``groups`` against its weight shape (at least 2-D, groups a positive int dividing dim 0)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2:
+        raise ValueError(f"layer {_label(name)}: a prunable weight has at least 2 dimensions (rows × inputs), "
+                         f"got shape {shape}")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or shape[0] % groups:
+        raise ValueError(f"layer {_label(name)}: groups={groups!r} must be a positive int dividing the {shape[0]} "
+                         f"rows of weight shape {shape}")
+    return int(groups)
 
 
-def layer_graph(mask, weight=None, name=None) -> LayerGraph:
-    """Build the :class:`LayerGraph` of one layer from a mask (bool/0-1) and an optional weight tensor.
+def n_input_units(shape, groups: int = 1) -> int:
+    """Left nodes of the true graph: ``groups · prod(shape[1:])``."""
+    return int(groups) * int(math.prod(shape[1:]))
 
-    ``mask=None`` means dense.  Shapes must match (``ValueError`` naming ``name`` and both shapes otherwise)."""
-    if mask is None:
-        if weight is None:
-            raise ValueError(f"layer {name or '<unnamed>'}: need a mask or a weight")
-        mask = np.ones(tuple(weight.shape), dtype=bool)
-    check_shapes(mask, weight, name)
-    m = unroll(mask)
-    if m.dtype != np.bool_:
-        m = m != 0
-    cout, lin = m.shape
-    flat = np.flatnonzero(m)  # row-major: sorted by output channel, then input unit
-    c = flat // lin
-    u = flat - c * lin
-    indptr = np.zeros(cout + 1, dtype=np.int64)
-    np.cumsum(np.bincount(c, minlength=cout), out=indptr[1:])
-    # transpose to (inputs × outputs); carry each entry's position so the weights stay aligned with the pattern
-    T = sp.csr_matrix((np.arange(flat.size, dtype=np.float64), u, indptr), shape=(cout, lin)).T.tocsr()
-    T.sort_indices()
-    order = T.data.astype(np.int64)
-    binary = sp.csr_matrix((np.ones(flat.size), T.indices, T.indptr), shape=(lin, cout))
-    wdata = None
+
+def input_units(flat: np.ndarray, shape, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(input unit, output row) of every weight entry given by its flat (row-major) index."""
+    F = int(math.prod(shape[1:]))
+    o = flat // F
+    u = (o // (int(shape[0]) // int(groups))) * F + (flat - o * F)
+    return u, o
+
+
+def check_threshold(threshold) -> float | None:
+    """Validate a mask threshold (``None`` or a finite number)."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(threshold)):
+        raise ValueError(f"mask_threshold={threshold!r}: use None (masks must be 0/1) or a finite number "
+                         "(entries greater than it are kept)")
+    return float(threshold)
+
+
+def kept_indices(mask, name=None, threshold: float | None = None) -> np.ndarray:
+    """Flat indices (sorted, int64) of the kept entries of one layer's mask.
+
+    A bool mask is used as is.  A numeric mask must hold only 0 and 1 unless ``threshold`` is given, in which case
+    the entries greater than it are kept; a NaN entry is always an error.  ``ValueError`` names the layer, the count
+    of offending entries and an example value."""
+    if isinstance(mask, torch.Tensor):
+        if mask.dtype == torch.bool and mask.device.type != "cpu":  # transfer the indices, not the mask
+            return torch.nonzero(mask.reshape(-1)).reshape(-1).cpu().numpy().astype(np.int64)
+        m = to_numpy(mask)
+    else:
+        m = np.asarray(mask)
+    if m.dtype == np.bool_:
+        return np.flatnonzero(m).astype(np.int64)
+    if not np.issubdtype(m.dtype, np.number):
+        raise ValueError(f"layer {_label(name)}: mask has dtype {m.dtype}; use a bool or 0/1 tensor")
+    flat = m.reshape(-1)
+    nan = np.isnan(flat) if np.issubdtype(m.dtype, np.floating) else np.zeros(flat.shape, dtype=bool)
+    if nan.any():
+        raise ValueError(f"layer {_label(name)}: mask holds {int(nan.sum())} NaN entries; a mask must be 0/1")
+    if threshold is not None:
+        return np.flatnonzero(flat > threshold).astype(np.int64)
+    bad = (flat != 0) & (flat != 1)
+    if bad.any():
+        raise ValueError(
+            f"layer {_label(name)}: mask holds {int(bad.sum())} entries that are neither 0 nor 1 (e.g. "
+            f"{flat[np.flatnonzero(bad)[0]].item()!r}); a soft mask is not a graph — pass mask_threshold=t to keep the "
+            "entries greater than t")
+    return np.flatnonzero(flat).astype(np.int64)
+
+
+@dataclass
+class LayerInput:
+    """One layer under P masks, as the engine reads it.
+
+    ``shape``/``groups``: the weight's shape and its convolution groups; ``sample``/``flat``: the sample and the flat
+    weight index of every kept entry of every mask (int64, length E); ``values``: |W| at those entries (float64,
+    length E) or ``None`` for the binary graph only."""
+
+    name: str | None
+    shape: tuple
+    groups: int
+    n_samples: int
+    sample: np.ndarray
+    flat: np.ndarray
+    values: np.ndarray | None = None
+
+
+def layer_input(name, shape, groups, masks, weight=None, threshold: float | None = None) -> LayerInput:
+    """Read one layer under a list of masks (tensors/arrays of the weight's shape; ``None`` = dense) and an
+    optional weight shared by all of them.
+
+    Raises ``ValueError`` naming the layer for a mask of the wrong shape, a mask that is not 0/1 (see
+    :func:`kept_indices`), and a NaN or ±inf weight inside any of the masks (with the count; outside the masks it
+    is irrelevant and ignored)."""
+    shape = tuple(int(v) for v in shape)
+    total = math.prod(shape)
+    flats = []
+    for i, m in enumerate(masks):
+        if m is None:
+            flats.append(np.arange(total, dtype=np.int64))
+            continue
+        if tuple(m.shape) != shape:
+            where = f" (sample {i})" if len(masks) > 1 else ""
+            raise ValueError(f"layer {_label(name)}{where}: mask shape {tuple(m.shape)} does not match weight shape {shape}")
+        flats.append(kept_indices(m, name, threshold))
+    sample = np.repeat(np.arange(len(flats), dtype=np.int64), [f.size for f in flats])
+    flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.int64)
+    values = None
     if weight is not None:
-        wdata = np.abs(unroll(weight).reshape(-1)[flat].astype(np.float64))[order]
-    return LayerGraph(binary=binary, wdata=wdata, n_inputs=lin, n_outputs=cout)
-
-
-def degree_groups(fan_out: np.ndarray, min_size: int):
-    """Group input units by their exact fan-out ``d > 0``; keep groups of size ``>= min_size`` (a threshold on the
-    group size, not on the degree).  Returns a list of ``(d, indices)`` sorted by d."""
-    fan_out = np.asarray(fan_out)
-    order = np.argsort(fan_out, kind="stable")
-    sorted_d = fan_out[order]
-    values, starts, counts = np.unique(sorted_d, return_index=True, return_counts=True)
-    out = []
-    for d, s, n in zip(values, starts, counts):
-        if d > 0 and n >= min_size:
-            out.append((int(d), order[s:s + n]))
-    return out
+        if tuple(weight.shape) != shape:
+            raise ValueError(f"layer {_label(name)}: weight shape {tuple(weight.shape)} does not match {shape}")
+        w = to_numpy(weight).reshape(-1)
+        values = np.abs(w[flat].astype(np.float64))
+        bad = ~np.isfinite(values)
+        if bad.any():
+            idx = np.unique(flat[bad])
+            kinds = ", ".join(f"{int(k.sum())} {lab}" for k, lab in ((np.isnan(w[idx]), "NaN"), (np.isinf(w[idx]), "inf"))
+                              if k.any())
+            raise ValueError(f"layer {_label(name)}: {idx.size} non-finite weights inside the mask ({kinds}); the "
+                             "weighted graph |W ⊙ M| is undefined (diverged training or fp16 overflow?)")
+    return LayerInput(name=name, shape=shape, groups=int(groups), n_samples=len(flats), sample=sample, flat=flat,
+                      values=values)

@@ -1,4 +1,4 @@
-"""Per-layer metrics of both papers (METHOD §3–5) and the public :func:`layer_spectrum`.
+"""Per-layer metrics of both papers (ICLR-2023 and NeurIPS-2023 papers) and the public :func:`layer_spectrum`.
 
 The formulas are written once, vectorised over P samples, in :func:`assemble`; they read a
 :class:`~pags_core.spectral.stats.LayerStats` and a :class:`~pags_core.spectral.conventions.Convention`.
@@ -9,9 +9,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .conventions import Convention, check_bound, get_convention
-from .graph import layer_graph
-from .stats import LayerStats, sparse_layer_stats
+from .conventions import Convention, check_bound, check_softness, get_convention
+from .graph import check_groups, check_shapes, check_threshold, layer_input
+from .stats import LayerStats, layer_stats
 from .svd import single_thread_blas
 
 __all__ = ["LayerSpectrum", "layer_spectrum", "layer_groups", "METRIC_FIELDS", "assemble", "full_spectrum"]
@@ -23,7 +23,8 @@ class LayerSpectrum:
 
     Graph (after removing isolated nodes; left = input units, right = output channels):
     ``n_left``/``n_right`` surviving nodes, ``n_edges`` = |E|, ``d_left`` = |E|/n_left (mean fan-out of the inputs),
-    ``d_right`` = |E|/n_right (mean fan-in of the outputs), ``density`` = |E|/(Cin·kh·kw·Cout).
+    ``d_right`` = |E|/n_right (mean fan-in of the outputs), ``density`` = |E| / number of weights (the layer's kept
+    fraction; for a layer with g groups, g times the density of its block-diagonal biadjacency).
 
     Spectrum: ``mu0`` = σ1(B′) and ``mu_hat`` = σ2(B′) of the binary graph (reported whenever the layer has edges,
     also when a gate fails); ``weighted_mu0``/``weighted_mu_hat`` the same for |W⊙M| (NaN without a weight and in
@@ -31,7 +32,7 @@ class LayerSpectrum:
 
     Metrics: ``ramanujan_gap`` Δr = bound + softness − μ̂; ``weighted_gap`` λ = μ0(W) − μ̂(W); ``imdb`` Δr_imdb (ICLR
     ``irm``); ``imsg`` λ_imsg; ``full_spectrum`` FS = ‖(Δr, λ, Δr_imdb, λ_imsg)‖₂ with non-finite entries counted as
-    0 (METHOD §5.3); ``n_groups`` the number of degree groups that entered IMDB; ``rm_ub`` the Ramanujan bound used
+    0 (as the NeurIPS-2023 code does); ``n_groups`` the number of degree groups that entered IMDB; ``rm_ub`` the Ramanujan bound used
     for Δr; ``valid`` whether the whole-layer (binary) gate passed.
 
     ``neurips2023`` only (NaN otherwise): ``mixing``/``weighted_mixing``, the logged mixing term of §5.1.
@@ -88,7 +89,7 @@ _INT_FIELDS = ("n_left", "n_right", "n_edges", "n_groups")
 
 
 def full_spectrum(dr, lam, imdb, imsg):
-    """FS = ‖(Δr, λ, Δr_imdb, λ_imsg)‖₂ after mapping +inf, −inf and NaN to 0 (METHOD §5.3); elementwise on arrays."""
+    """FS = ‖(Δr, λ, Δr_imdb, λ_imsg)‖₂ after mapping +inf, −inf and NaN to 0; elementwise on arrays."""
     v = np.stack(np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (dr, lam, imdb, imsg))))
     v = np.where(np.isfinite(v), v, 0.0)
     return np.sqrt(np.sum(v * v, axis=0))
@@ -153,7 +154,7 @@ def assemble(st: LayerStats, conv: Convention, bound: str = "bipartite", softnes
     out = {
         "mu0": np.where(st.e > 0, st.s1, np.nan), "mu_hat": np.where(st.e > 0, st.s2, np.nan),
         "d_left": d_in, "d_right": d_out, "n_left": st.nl, "n_right": st.nr, "n_edges": st.e,
-        "density": st.e / float(st.n_inputs * st.n_outputs), "valid": gate.astype(np.float64),
+        "density": st.e / np.asarray(st.n_weights, dtype=np.float64), "valid": gate.astype(np.float64),
         "rm_ub": np.where(gate, bnd, np.nan),
         "ramanujan_gap": np.where(gate, bnd + softness - st.s2, fail),
     }
@@ -184,7 +185,7 @@ def assemble(st: LayerStats, conv: Convention, bound: str = "bipartite", softnes
         out["spectral_gap"] = np.where(gate, sm_ub - st.s2, np.nan)
         out["expansion"] = np.where(gate, _div(st.nr, st.nl), np.nan)
         rf = ((st.s2 ** 2 / 4 + 1) * _sqrt(st.nl * st.nr)
-              - np.abs(2 * st.e - (d_in / st.n_outputs) * st.nl * st.nr)) / float(st.n_inputs * st.n_outputs)
+              - np.abs(2 * st.e - (d_in / st.n_outputs) * st.nl * st.nr)) / (np.asarray(st.n_inputs, dtype=np.float64) * st.n_outputs)
         out["random_factor"] = np.where(gate, rf, np.nan)
 
     # degree groups (nested d-left-regular subgraphs)
@@ -229,15 +230,29 @@ def _row(out: dict, i: int, name, conv_name) -> LayerSpectrum:
     return LayerSpectrum(name=name, convention=conv_name, **kw)
 
 
+def _one_layer_stats(mask, weight, conv, name, groups, mask_threshold) -> LayerStats:
+    """The statistics of one layer under one mask (the shared body of layer_spectrum and layer_groups)."""
+    if mask is None and weight is None:
+        raise ValueError(f"layer {name or '<unnamed>'}: need a mask or a weight")
+    check_shapes(mask, weight, name)
+    shape = tuple((mask if mask is not None else weight).shape)
+    groups = check_groups(shape, groups, name)
+    x = layer_input(name, shape, groups, [mask], weight if conv.weighted else None, check_threshold(mask_threshold))
+    with single_thread_blas():
+        return layer_stats([x], conv, weighted=conv.weighted and weight is not None)
+
+
 def layer_spectrum(mask, weight=None, convention: str = "neurips2023", *, bound: str = "bipartite",
-                   softness: float = 0.0, name: str | None = None) -> LayerSpectrum:
+                   softness: float = 0.0, name: str | None = None, groups: int = 1,
+                   mask_threshold: float | None = None) -> LayerSpectrum:
     """Spectral metrics of one prunable layer.
 
     Parameters
     ----------
     mask:
-        Bool/0-1 tensor or array of the weight's shape, (Cout, Cin, kh, kw) for a conv or (Cout, Cin) for a linear
-        layer; ``None`` means dense.  A conv is unrolled into Cin·kh·kw input units (the kernel is never summed).
+        Bool/0-1 tensor or array of the weight's shape (any ndim >= 2: Linear, Conv1d/2d/3d, transposed convs);
+        ``None`` means dense.  Rows (dim 0) are the outputs; a conv is unrolled into input units, one per entry of
+        ``shape[1:]`` per group (the kernel is never summed).
     weight:
         The weight tensor at measurement time (θ0 for PAGS, θ_N for PEGS, θ_t for ITOP) or ``None``.  The weighted graph
         is |W ⊙ M|; a weight that is exactly 0 inside the mask removes that edge from the weighted graph and its gates.
@@ -255,6 +270,13 @@ def layer_spectrum(mask, weight=None, convention: str = "neurips2023", *, bound:
         Constant s added to Δr and to every group's Δr_g (B-code; default 0).
     name:
         Layer name, used in error messages and stored in the result.
+    groups:
+        The convolution's ``groups``: the graph is block-diagonal, output row o reaching only the input units of its
+        group (:mod:`pags_core.spectral.graph`).  A depthwise or grouped layer is disconnected: read it as described
+        in :mod:`pags_core.spectral` (μ̂ = μ0 when two groups are equally strong).
+    mask_threshold:
+        ``None`` (default): a numeric mask must hold only 0 and 1.  A number t: entries greater than t are kept
+        (for a soft or score-valued mask).
 
     Returns
     -------
@@ -265,19 +287,19 @@ def layer_spectrum(mask, weight=None, convention: str = "neurips2023", *, bound:
     Raises
     ------
     ValueError
-        For a mask whose shape differs from the weight's (the message names the layer and both shapes), an unknown
-        convention or an unknown bound.
+        For a mask whose shape differs from the weight's (the message names the layer and both shapes), a mask that
+        is not 0/1, a NaN or ±inf weight inside the mask (``neurips2023``; the message names the layer and the
+        count), a bad ``groups``, an unknown convention or bound, or a non-finite ``softness``.
     """
     conv = get_convention(convention)
     check_bound(bound)
-    g = layer_graph(mask, weight, name=name)
-    with single_thread_blas():
-        st = sparse_layer_stats(g, conv, weighted=conv.weighted)
+    softness = check_softness(softness)
+    st = _one_layer_stats(mask, weight, conv, name, groups, mask_threshold)
     return _row(assemble(st, conv, bound, softness), 0, name, conv.name)
 
 
 def layer_groups(mask, weight=None, convention: str = "neurips2023", *, bound: str = "bipartite",
-                 softness: float = 0.0, name: str | None = None):
+                 softness: float = 0.0, name: str | None = None, groups: int = 1, mask_threshold: float | None = None):
     """The nested d-left-regular degree groups behind IMDB / IMSG, one row per group.
 
     Input units are grouped by their exact fan-out d; groups smaller than the convention's size threshold (3 for
@@ -286,14 +308,14 @@ def layer_groups(mask, weight=None, convention: str = "neurips2023", *, bound: s
     ``mu_hat`` (binary group graph), ``bound``, ``ramanujan_gap`` (Δr_g), ``c_g`` (1 for ``iclr2023``),
     ``weighted_mu0``, ``weighted_mu_hat``, ``weighted_gap`` (λ_g; +inf when the weighted gate fails), ``spectral_gap``
     (Δs_g) and ``expansion`` (r/n).  Spectra are NaN for groups that fail the gate.  ``imdb`` of
-    :func:`layer_spectrum` is the mean of ``c_g·ramanujan_gap`` over the valid rows."""
+    :func:`layer_spectrum` is the mean of ``c_g·ramanujan_gap`` over the valid rows.  Arguments as in
+    :func:`layer_spectrum`."""
     import pandas as pd
 
     conv = get_convention(convention)
     check_bound(bound)
-    g = layer_graph(mask, weight, name=name)
-    with single_thread_blas():
-        st = sparse_layer_stats(g, conv, weighted=conv.weighted)
+    softness = check_softness(softness)
+    st = _one_layer_stats(mask, weight, conv, name, groups, mask_threshold)
     gv = _group_values(st, conv, bound, softness)
     ok = gv["valid"]
     nanif = lambda v: np.where(ok, v, np.nan)  # noqa: E731

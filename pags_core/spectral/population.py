@@ -1,12 +1,11 @@
-"""Batched scoring of a population of masks of one model with one set of weights (PAGS/PEGS, METHOD §7).
+"""Batched scoring of a population of masks of one model with one set of weights (PAGS/PEGS of the NeurIPS-2023 paper).
 
-For every layer the P masks are stacked into a (P, Cout, Cin·kh·kw) tensor on the requested device and every
-statistic is computed for all samples at once: degrees with tensor reductions, and the top-2 singular values of the
-whole-layer graphs and of every degree group with one batched Gram + eigvalsh call per distinct degree
-(:func:`~pags_core.spectral.svd.top2_dense_batch`).  This "dense" engine is the default on a GPU.  On a CPU the
-per-mask sparse engine of :func:`~pags_core.spectral.layer_spectrum` is the default: measured on the 2-core book
-machine it is about twice as fast as the batched dense engine (whose cost is dominated by dense tensor traffic there).
-Both give the same values (tested).
+The masks are taken in chunks (:data:`CHUNK_EDGES` kept weights); for a chunk, every eigenproblem of every sample
+and every layer (whole-layer graphs and degree groups, binary and weighted) is built with vectorised integer
+arithmetic and solved in one call of the batched solver (:func:`~pags_core.spectral.stats.layer_stats`), so the
+per-problem overhead that dominated a layer-by-layer loop is paid once per chunk.  On a CUDA device the Lanczos iterations of the larger problems run
+there; the graph set-up and the small dense problems stay on the CPU.  Each row equals
+:func:`~pags_core.spectral.layer_spectrum` of that sample and layer (tested).
 """
 from __future__ import annotations
 
@@ -14,171 +13,83 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..device import resolve_device
-from .conventions import check_bound, get_convention
-from .graph import layer_graph, to_numpy
-from .metrics import METRIC_FIELDS, assemble
-from .network import _mask_for, _progress, _resolve_weights, prunable_weights
-from .stats import LayerStats, sparse_layer_stats
-from .svd import single_thread_blas, top2_dense_batch
+from .conventions import check_bound, check_softness, get_convention
+from .graph import check_threshold, layer_input
+from .metrics import assemble
+from .network import match_mask, metric_frame, resolve_layers
+from .stats import layer_stats
+from .svd import single_thread_blas
 
 __all__ = ["score_population", "ENGINES"]
 
-#: Valid ``engine`` choices of :func:`score_population`.
-ENGINES: tuple[str, ...] = ("auto", "dense", "sparse")
-_MEM_BYTES = {"cpu": 256 * 2 ** 20, "cuda": 2 * 2 ** 30}
+#: Valid ``engine`` choices of :func:`score_population`: ``"batched"`` solves a chunk of masks at once,
+#: ``"per_mask"`` one mask at a time (what :func:`~pags_core.spectral.model_spectrum` does); ``"auto"`` = batched.
+ENGINES: tuple[str, ...] = ("auto", "batched", "per_mask")
+#: Kept weights per chunk of the batched engine, on the CPU and with a device.  On the CPU a chunk's working set
+#: should stay in the caches: measured on ResNet18 at density 0.01 (112k kept weights), one mask per chunk is
+#: fastest and 17 masks per chunk 1.6x slower per mask, while small models (the book's width-1/8 ResNet18, 3.5k kept
+#: weights) gain 2x from batching dozens of masks.  A device wants large chunks (every Lanczos step of a chunk costs a
+#: fixed number of kernel launches); host memory is roughly 0.3 kB per kept weight.
+CHUNK_EDGES, CHUNK_EDGES_DEVICE = 150_000, 8_000_000
 
 
-def dense_layer_stats(M: torch.Tensor, W: torch.Tensor | None, conv) -> LayerStats:
-    """:class:`LayerStats` of P masks of one layer at once.  ``M``: (P, Cout, Lin) 0/1 tensor, ``W``: (Cout, Lin)
-    |weights| or ``None``; both on the device used for the computation.
-
-    Degree groups are gathered without a per-sample loop: the input units of every sample are sorted by fan-out, so a
-    group is a contiguous run; for each distinct degree d the runs of all samples are gathered into a zero-padded
-    (G, Cout, n_max) batch whose Gram (on its smaller side) goes to one batched eigensolver call."""
-    P, cout, lin = M.shape
-    dev = M.device
-    M = M.to(torch.float64)
-    fo, fi = M.sum(1), M.sum(2)
-    e = fo.sum(1)
-    nl, nr = (fo > 0).sum(1), (fi > 0).sum(1)
-    s = top2_dense_batch(M)
-    npf = lambda x: x.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-    nanP = np.full(P, np.nan)
-    weighted = W is not None
-    if weighted:
-        Mw = M * W
-        pw = Mw != 0
-        ew = pw.sum((1, 2))
-        nlw, nrw = (pw.sum(1) > 0).sum(1), (pw.sum(2) > 0).sum(1)
-        sw = top2_dense_batch(Mw)
-        wstats = dict(ew=npf(ew), nlw=npf(nlw), nrw=npf(nrw), s1w=npf(sw[:, 0]), s2w=npf(sw[:, 1]))
-    else:
-        wstats = dict(ew=nanP, nlw=nanP, nrw=nanP, s1w=nanP, s2w=nanP)
-    cols = {k: [] for k in ("g_sample", "g_d", "g_n", "g_r", "g_s1", "g_s2", "g_ew", "g_nlw", "g_nrw", "g_s1w", "g_s2w")}
-    sd, order = torch.sort(fo, dim=1, stable=True)  # fan-outs sorted per sample, and the column order
-    for d in torch.unique(sd).tolist():
-        if d <= 0:
-            continue
-        eq = sd == d
-        n = eq.sum(1)
-        idx = torch.nonzero(n >= conv.group_min_size).flatten()
-        if idx.numel() == 0:
-            continue
-        n_i = n[idx]
-        start = (sd[idx] < d).sum(1)  # first position of degree d in each sorted row
-        nmax = int(n_i.max())
-        ar = torch.arange(nmax, device=dev)
-        valid = ar.unsqueeze(0) < n_i.unsqueeze(1)  # (G, nmax)
-        pos = (start.unsqueeze(1) + ar.unsqueeze(0)).clamp(max=lin - 1)
-        colidx = order[idx].gather(1, pos)  # (G, nmax) input units of the group (padded)
-        rows_ = torch.arange(cout, device=dev).view(1, cout, 1)
-        vmask = valid.unsqueeze(1).to(torch.float64)
-        X = M[idx.view(-1, 1, 1), rows_, colidx.unsqueeze(1)] * vmask  # (G, Cout, nmax), no copy of the full mask
-        ng = n_i.to(torch.float64)
-        r = (X.sum(2) > 0).sum(1).to(torch.float64)
-        gate = torch.as_tensor(conv.group_gate(torch.full_like(ng, d), d * ng / r), device=dev)
-        if not bool(gate.any()):
-            continue
-        keep = torch.nonzero(gate).flatten()
-        X, ng, r, samp = X[keep], ng[keep], r[keep], idx[keep]
-        sg = top2_dense_batch(X)
-        G = X.shape[0]
-        nanG = np.full(G, np.nan)
-        g_ew, g_nlw, g_nrw, g_s1w, g_s2w = nanG, nanG, nanG, nanG.copy(), nanG.copy()
-        if weighted:
-            Xw = Mw[samp.view(-1, 1, 1), rows_, colidx[keep].unsqueeze(1)] * vmask[keep]
-            pwg = Xw != 0
-            gew = pwg.sum((1, 2)).to(torch.float64)
-            gnl = (pwg.sum(1) > 0).sum(1).to(torch.float64)  # inputs with a nonzero weight
-            gnr = (pwg.sum(2) > 0).sum(1).to(torch.float64)  # outputs reached through a nonzero weight
-            okw = (gew > 0) & torch.as_tensor(conv.group_gate(gew / gnl.clamp(min=1), gew / gnr.clamp(min=1)), device=dev)
-            g_ew, g_nlw, g_nrw = npf(gew), npf(gnl), npf(gnr)
-            if bool(okw.any()):
-                kw = torch.nonzero(okw).flatten()
-                sgw = top2_dense_batch(Xw[kw])
-                kwn = kw.cpu().numpy()
-                g_s1w[kwn] = npf(sgw[:, 0])
-                g_s2w[kwn] = npf(sgw[:, 1])
-        for k, v in zip(cols, (npf(samp).astype(np.int64), np.full(G, float(d)), npf(ng), npf(r), npf(sg[:, 0]),
-                               npf(sg[:, 1]), g_ew, g_nlw, g_nrw, g_s1w, g_s2w)):
-            cols[k].append(v)
-    groups = {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64 if k == "g_sample" else np.float64))
-              for k, v in cols.items()}
-    return LayerStats(n_inputs=lin, n_outputs=cout, e=npf(e), nl=npf(nl), nr=npf(nr), s1=npf(s[:, 0]),
-                      s2=npf(s[:, 1]), weighted=weighted, **wstats, **groups)
+def _progress(it, progress, total=None, desc=None):
+    if progress is False:
+        return it
+    from tqdm.auto import tqdm
+    return tqdm(it, total=total, desc=desc, disable=None if progress is None else not progress, leave=False)
 
 
-def _stack_masks(masks, name, shape, P):
-    """(P, *shape) bool tensor of one layer from a list of mappings or a mapping of stacked tensors."""
-    if isinstance(masks, Mapping):
-        m = _mask_for(masks, name)
-        if m is None:
-            return torch.ones((P,) + shape, dtype=torch.bool)
-        m = torch.as_tensor(m)
-        if tuple(m.shape[1:]) != shape:
-            raise ValueError(f"layer {name}: stacked mask shape {tuple(m.shape)} does not match (P, *{shape})")
-        return m.bool()
-    out = []
-    for i, mk in enumerate(masks):
-        m = _mask_for(mk, name) if mk is not None else None
-        if m is None:
-            m = torch.ones(shape, dtype=torch.bool)
-        m = torch.as_tensor(m)
-        if tuple(m.shape) != shape:
-            raise ValueError(f"layer {name} (sample {i}): mask shape {tuple(m.shape)} does not match weight shape {shape}")
-        out.append(m.bool().to("cpu"))
-    return torch.stack(out)
+def _population(masks, names) -> tuple[int, callable]:
+    """(P, get) where ``get(a, b)`` returns, per layer name, the list of masks of samples a..b-1 (None = dense)."""
+    if isinstance(masks, Mapping):  # name -> stacked (P, *shape) tensor
+        matched = match_mask(names, masks, what="stacked mask")
+        sizes = {int(v.shape[0]) for v in matched.values() if v is not None}
+        if not sizes:
+            raise ValueError("masks: a mapping of stacked masks needs at least one layer (to know the population size)")
+        if len(sizes) > 1:
+            raise ValueError(f"masks: stacked tensors hold different numbers of samples {sorted(sizes)}")
+        P = sizes.pop()
 
+        def get(a, b):
+            return {n: [None if v is None else v[i] for i in range(a, b)] for n, v in matched.items()}
+        return P, get
+    if isinstance(masks, (str, bytes)) or not hasattr(masks, "__len__"):
+        raise ValueError(f"masks must be a sequence of masks or a mapping of stacked masks, got {type(masks).__name__}")
+    matched = [match_mask(names, m, what=f"mask {i}") for i, m in enumerate(masks)]
 
-def _sample_mask(masks, p, name, shape) -> np.ndarray:
-    """Mask of layer ``name`` of sample ``p`` as a numpy bool array (dense when the layer is absent)."""
-    if isinstance(masks, Mapping):
-        m = _mask_for(masks, name)
-        m = None if m is None else m[p]
-    else:
-        m = _mask_for(masks[p], name) if masks[p] is not None else None
-    if m is None:
-        return np.ones(shape, dtype=bool)
-    a = to_numpy(m)
-    if tuple(a.shape) != shape:
-        raise ValueError(f"layer {name} (sample {p}): mask shape {tuple(a.shape)} does not match weight shape {shape}")
-    return a
-
-
-def _n_samples(masks) -> int:
-    if isinstance(masks, Mapping):
-        for v in masks.values():
-            return int(v.shape[0])
-        raise ValueError("empty stacked-mask mapping")
-    return len(masks)
+    def get(a, b):
+        return {n: [matched[i][n] for i in range(a, b)] for n in names}
+    return len(masks), get
 
 
 def score_population(model_or_weights, masks, convention: str = "neurips2023", *, device="auto", progress=None,
-                     weights="model", bound: str = "bipartite", softness: float = 0.0,
-                     engine: str = "auto") -> pd.DataFrame:
+                     weights="model", bound: str = "bipartite", softness: float = 0.0, engine: str = "auto",
+                     groups: Mapping | None = None, mask_threshold: float | None = None) -> pd.DataFrame:
     """Per-(sample, layer) metrics of a population of masks of ONE model scored with the SAME weights.
 
     Parameters
     ----------
     model_or_weights:
-        A ``torch.nn.Module`` (its Conv2d/Linear weights are the prunable layers and, with ``weights="model"``, the
-        weights scored) or a mapping parameter name → weight tensor.
+        A ``torch.nn.Module`` (its prunable layers, read as their true graphs, and with ``weights="model"`` the
+        weights scored) or a mapping parameter name → weight tensor (``groups={name: g}`` for its grouped convs).
     masks:
-        A sequence of P masks (each a mapping parameter name → bool tensor, e.g. ``pags_core.Mask``; absent layers are
-        dense), or a mapping name → stacked bool tensor of shape (P, *weight_shape).
-    convention, bound, softness:
+        A non-empty sequence of P masks (each a mapping parameter name → bool tensor, e.g. ``pags_core.Mask``;
+        absent layers are dense; keys that match no prunable layer are an error), or a mapping name → stacked bool
+        tensor of shape (P, *weight_shape).
+    convention, bound, softness, mask_threshold:
         As in :func:`~pags_core.spectral.layer_spectrum`.
     device:
-        Where the batched tensors live (``"auto"``: CUDA when available).  Nothing calls ``.cuda()``.
+        ``"auto"`` (CUDA when available), ``"cpu"`` or a device: where the Lanczos iterations of the larger
+        eigenproblems run.  Nothing calls ``.cuda()``.
     progress:
-        ``None`` shows a tqdm bar over layers only on a terminal, ``True`` always, ``False`` never.
+        ``None`` shows a tqdm bar over chunks only on a terminal, ``True`` always, ``False`` never.
     weights:
         ``"model"`` (default), ``None`` (binary only) or a mapping name → tensor.
     engine:
-        ``"auto"`` (batched dense on a GPU, per-mask sparse scipy on a CPU), ``"dense"`` or ``"sparse"``.
+        ``"auto"``/``"batched"`` (chunks of masks solved together) or ``"per_mask"`` (one mask per solve).
 
     Returns
     -------
@@ -188,52 +99,47 @@ def score_population(model_or_weights, masks, convention: str = "neurips2023", *
         ``weighted_gap`` λ, ``imdb`` Δr_imdb, ``imsg`` λ_imsg, ``full_spectrum`` FS, ...).  Each row equals
         ``layer_spectrum(mask_layer, weight_layer, convention)``.  Use
         ``df.pivot(index="sample", columns="layer", values="full_spectrum")`` for a (P, layers) array.
+
+    Raises
+    ------
+    ValueError
+        For an empty population and for everything :func:`~pags_core.spectral.model_spectrum` refuses (the message
+        names the sample where it matters).
     """
     conv = get_convention(convention)
     check_bound(bound)
-    if engine not in ENGINES:
+    softness = check_softness(softness)
+    thr = check_threshold(mask_threshold)
+    if not isinstance(engine, str) or engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
     dev = resolve_device(device)
-    layers, has_w = _resolve_weights(model_or_weights, weights)
-    src = prunable_weights(model_or_weights) if isinstance(model_or_weights, torch.nn.Module) else dict(model_or_weights)
-    shapes = {k: tuple(v.shape) for k, v in src.items()}
-    P = _n_samples(masks)
-    use_w = conv.weighted and has_w
-    frames = []
-    for li, name in enumerate(_progress(list(layers), progress, total=len(layers), desc="layers")):
-        shape = shapes[name]
-        cout = shape[0]
-        lin = int(np.prod(shape[1:]))
-        w = layers[name] if use_w else None
-        eng = engine
-        if eng == "auto":
-            eng = "dense" if dev.type != "cpu" else "sparse"
-        outs = []
-        if eng == "dense":
-            Mb = _stack_masks(masks, name, shape, P)
-            W = None if w is None else torch.as_tensor(w).detach().reshape(cout, lin).to(dev, torch.float64).abs()
-            per = cout * lin * 8 * 4
-            chunk = max(1, int(_MEM_BYTES.get(dev.type, _MEM_BYTES["cpu"]) // per))
-            with single_thread_blas():
-                for a in range(0, P, chunk):
-                    Mc = Mb[a:a + chunk].reshape(-1, cout, lin).to(dev)
-                    outs.append(assemble(dense_layer_stats(Mc, W, conv), conv, bound, softness))
-        else:  # per-mask sparse engine: no stacking, masks are read one by one as numpy arrays
-            wn = None if w is None else to_numpy(w)
-            with single_thread_blas():
-                for p in range(P):
-                    g = layer_graph(_sample_mask(masks, p, name, shape), wn, name=name)
-                    outs.append(assemble(sparse_layer_stats(g, conv, weighted=use_w), conv, bound, softness))
-        out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-        f = pd.DataFrame({k: out[k] for k in METRIC_FIELDS})
-        f.insert(0, "convention", conv.name)
-        f.insert(0, "layer", name)
-        f.insert(0, "sample", np.arange(P))
-        f["_order"] = li
-        frames.append(f)
-    df = pd.concat(frames, ignore_index=True).sort_values(["sample", "_order"], kind="stable")
-    df = df.drop(columns="_order").reset_index(drop=True)
-    for k in ("n_left", "n_right", "n_edges", "n_groups"):
-        df[k] = df[k].astype(np.int64)
-    df["valid"] = df["valid"].astype(bool)
-    return df
+    L = resolve_layers(model_or_weights, weights, groups)
+    P, get = _population(masks, L.names)
+    if P == 0:
+        raise ValueError("score_population: the population is empty (no masks to score)")
+    use_w = conv.weighted and L.weighted
+    if engine == "per_mask":
+        chunk = 1
+    else:
+        first = get(0, 1)
+        kept = sum(int(np.prod(L.shapes[n])) if first[n][0] is None else int((first[n][0] != 0).sum()) for n in L.names)
+        per_chunk = CHUNK_EDGES if dev.type == "cpu" else CHUNK_EDGES_DEVICE
+        chunk = int(np.clip(per_chunk // max(kept, 1), 1, 1024))
+    starts = range(0, P, chunk)
+    parts = []
+    n_layers = len(L.names)
+    for a in _progress(starts, progress, total=len(starts), desc="masks"):
+        b = min(P, a + chunk)
+        ms = get(a, b)
+        inputs = [layer_input(n, L.shapes[n], L.groups[n], ms[n], L.weights[n] if use_w else None, thr)
+                  for n in L.names]
+        with single_thread_blas():
+            stats = layer_stats(inputs, conv, weighted=use_w, device=None if dev.type == "cpu" else dev)
+            out = assemble(stats, conv, bound, softness)  # rows: layer-major within the chunk
+        order = np.arange(n_layers * (b - a)).reshape(n_layers, b - a).T.reshape(-1)  # -> sample-major
+        parts.append({k: v[order] for k, v in out.items()})
+    f = metric_frame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})  # one frame for all chunks
+    f.insert(0, "convention", conv.name)
+    f.insert(0, "layer", np.tile(np.asarray(L.names, dtype=object), P))
+    f.insert(0, "sample", np.repeat(np.arange(P), n_layers))
+    return f

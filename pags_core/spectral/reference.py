@@ -1,10 +1,12 @@
 """The slow dense oracle (tests and the benchmark baseline).
 
-Every spectrum here comes from ``numpy.linalg.eigvalsh`` of the full (|L′|+|R′|)² adjacency A = [[0, B′], [B′ᵀ, 0]]:
-the |eigenvalues| are sorted in descending order and μ0 is taken at position 0 and μ̂ at position 2 (positions 0 and 1
-are ±μ0; METHOD §3, pitfall 2).  The metric formulas are written out again, plainly and per group, from METHOD §4–5
-rather than shared with :mod:`pags_core.spectral.metrics`, so that tests compare two independent implementations.
-This path costs O((|L|+|R|)³) per graph; never use it at population scale.
+A layer's graph is built here independently of the engine: :func:`biadjacency` places the transposed weight block of
+every convolution group on the diagonal of an explicit dense (g·F) × R matrix (F = prod(shape[1:])).  Every spectrum
+here comes from ``numpy.linalg.eigvalsh`` of the full (|L′|+|R′|)² adjacency A = [[0, B′], [B′ᵀ, 0]]: the
+|eigenvalues| are sorted in descending order and μ0 is taken at position 0 and μ̂ at position 2 (positions 0 and 1
+are ±μ0, as in both reference implementations).  The metric formulas are written out again, plainly and per group,
+from the two papers rather than shared with :mod:`pags_core.spectral.metrics`, so that tests compare two independent
+implementations.  This path costs O((|L|+|R|)³) per graph; never use it at population scale.
 """
 from __future__ import annotations
 
@@ -13,17 +15,36 @@ import math
 import numpy as np
 
 from .conventions import check_bound, get_convention
-from .graph import check_shapes, unroll
+from .graph import check_shapes, to_numpy
 
-__all__ = ["reference_top2", "reference_layer_spectrum", "adjacency_eigenvalues"]
+__all__ = ["biadjacency", "reference_top2", "reference_layer_spectrum", "adjacency_eigenvalues"]
 
 
-def adjacency_eigenvalues(mask, weight=None) -> np.ndarray:
+def biadjacency(values, groups: int = 1) -> np.ndarray:
+    """The dense biadjacency (input units × output rows) of a layer whose weight-shaped ``values`` (a mask or |W|)
+    has ``groups`` convolution groups: block b holds rows b·R/g..(b+1)·R/g against input units b·F..(b+1)·F."""
+    v = to_numpy(values).astype(np.float64)
+    R = v.shape[0]
+    F = int(np.prod(v.shape[1:]))
+    rows = R // groups
+    B = np.zeros((groups * F, R))
+    for b in range(groups):
+        B[b * F:(b + 1) * F, b * rows:(b + 1) * rows] = v[b * rows:(b + 1) * rows].reshape(rows, F).T
+    return B
+
+
+def _graphs(mask, weight, groups):
+    """(binary biadjacency, weighted biadjacency |W ⊙ M| or None)."""
+    M = (biadjacency(to_numpy(mask) != 0, groups) != 0).astype(np.float64)
+    W = None if weight is None else biadjacency(np.abs(to_numpy(weight).astype(np.float64)), groups) * M
+    return M, W
+
+
+def adjacency_eigenvalues(mask, weight=None, groups: int = 1) -> np.ndarray:
     """All eigenvalues (descending) of the full adjacency A = [[0, B′], [B′ᵀ, 0]] of a layer's graph, isolated nodes
     removed; ``weight`` gives the weighted graph |W ⊙ M|.  They come in ± pairs (σ_i of B′) plus zeros."""
-    M = (unroll(mask) != 0).T.astype(np.float64)
-    if weight is not None:
-        M = M * np.abs(unroll(weight).astype(np.float64)).T
+    M, W = _graphs(mask, weight, groups)
+    M = W if W is not None else M
     M = M[np.any(M != 0, axis=1)][:, np.any(M != 0, axis=0)]
     nl, nr = M.shape
     A = np.zeros((nl + nr, nl + nr))
@@ -67,7 +88,8 @@ def _counts(B):
     return int(nz.sum()), int(np.any(nz, axis=1).sum()), int(np.any(nz, axis=0).sum())
 
 
-def reference_layer_spectrum(mask, weight=None, convention="neurips2023", *, bound="bipartite", softness=0.0) -> dict:
+def reference_layer_spectrum(mask, weight=None, convention="neurips2023", *, bound="bipartite", softness=0.0,
+                             groups: int = 1) -> dict:
     """The metric set of :func:`~pags_core.spectral.layer_spectrum` computed the slow, dense way.
 
     Returns a dict with the same metric keys as :class:`~pags_core.spectral.LayerSpectrum` (no ``name``)."""
@@ -76,11 +98,8 @@ def reference_layer_spectrum(mask, weight=None, convention="neurips2023", *, bou
     if mask is None:
         mask = np.ones(tuple(weight.shape), dtype=bool)
     check_shapes(mask, weight, None)
-    M = (unroll(mask) != 0).T.astype(np.float64)  # (inputs, outputs)
+    M, Wm = _graphs(mask, weight if conv.weighted else None, groups)  # (inputs, outputs)
     lin, cout = M.shape
-    Wm = None
-    if weight is not None and conv.weighted:
-        Wm = np.abs(unroll(weight).astype(np.float64)).T * M
     neur = conv.name == "neurips2023"
     fail = math.inf if neur else math.nan
     nan = math.nan
@@ -102,7 +121,7 @@ def reference_layer_spectrum(mask, weight=None, convention="neurips2023", *, bou
     ok = layer_ok(d_in, d_out, e)
     bnd = _bound(bound, d_in, d_out, d_out if neur else d_in, mu0, e, nl, nr) if e else nan
     r.update(mu0=mu0 if e else nan, mu_hat=mu_hat if e else nan, d_left=d_in, d_right=d_out, n_left=nl, n_right=nr,
-             n_edges=e, density=e / (lin * cout), valid=ok, rm_ub=bnd if ok else nan,
+             n_edges=e, density=e / math.prod(tuple(mask.shape)), valid=ok, rm_ub=bnd if ok else nan,
              ramanujan_gap=(bnd + softness - mu_hat) if ok else fail)
     if neur:
         nt = nl + nr

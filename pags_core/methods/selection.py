@@ -1,4 +1,4 @@
-"""PAGS selection rules as pure functions on per-layer metric arrays (METHOD §7 step 4).
+"""PAGS selection rules as pure functions on per-layer metric arrays (paper B's layer-wise rules).
 
 Everything here works on plain NumPy arrays: a *baseline* row (one value per prunable layer) and a *population*
 (one row per sample, one column per layer) for each metric.  No model, mask or tensor is touched, so the rules can
@@ -34,18 +34,20 @@ __all__ = [
     "clean",
 ]
 
-#: the per-layer values every PAGS sample carries (METHOD §7 step 3: Δr_imdb, Δr, λ_imsg, FS; λ rides along)
+#: the per-layer values every PAGS sample carries (Δr_imdb, Δr, λ_imsg and FS decide; λ rides along)
 SELECTION_METRICS: tuple[str, ...] = ("imdb", "ramanujan_gap", "imsg", "weighted_gap", "full_spectrum")
 #: layer-wise acceptance rules
 RULES: tuple[str, ...] = ("dominance", "alt")
-#: how samples are combined: stitched layer by layer (default, B-code) or the whole network with the largest mean FS
+#: how samples are combined: stitched layer by layer (default, as the authors' code) or the whole network with the
+#: largest mean FS
 SELECTIONS: tuple[str, ...] = ("layerwise", "network")
 
 BASELINE = -1  # provenance index of the baseline ticket M*
 
 
 def clean(x) -> np.ndarray:
-    """Non-finite (±inf, NaN) → 0, as in the full-spectrum norm (METHOD §5.3)."""
+    """Non-finite (±inf, NaN) → 0, as in the full-spectrum norm FS (the authors' code zeroes +inf, the only non-finite
+    value it produces)."""
     x = np.asarray(x, dtype=np.float64)
     return np.where(np.isfinite(x), x, 0.0)
 
@@ -198,7 +200,7 @@ def _needed(metrics: Mapping) -> tuple[str, ...]:
 
 def select(baseline: Mapping[str, np.ndarray], population: Mapping[str, np.ndarray], *, rule: str = "dominance",
            selection: str = "layerwise") -> Selection:
-    """PAGS selection over a whole population (METHOD §7 step 4).
+    """PAGS selection over a whole population (paper B's PAGS).
 
     Parameters
     ----------
