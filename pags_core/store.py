@@ -68,6 +68,37 @@ def tensor_digest(tensors: Mapping[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
+#: result fields that measure wall-clock time (as do fields ending in ``_s`` or ``_seconds``): they differ between any
+#: two runs of the same spec
+TIMING_FIELDS = ("seconds", "elapsed")
+#: files of a run folder that are not results: its log and a live lease
+NOT_RESULTS = ("log.txt", "lease.json")
+
+
+def untimed(obj: Any) -> Any:
+    """A result (JSON value) without its wall-clock fields, at any depth (a training history holds one per epoch)."""
+    if isinstance(obj, dict):
+        return {k: untimed(v) for k, v in obj.items()
+                if not (k in TIMING_FIELDS or k.endswith("_s") or k.endswith("_seconds"))}
+    if isinstance(obj, list):
+        return [untimed(v) for v in obj]
+    return obj
+
+
+def _comparable_tensors(obj: Any) -> Any:
+    """A torch file's content as plain comparable values (tensors as dtype, shape and bytes)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        return (str(t.dtype), tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    if isinstance(obj, dict):
+        return {k: _comparable_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_comparable_tensors(v) for v in obj]
+    return obj
+
+
 def default_store_root() -> Path:
     """``$PAGS_STORE`` if set; else ``.pags_store/`` at the root of the enclosing pags checkout; else ``./.pags_store``."""
     env = os.environ.get("PAGS_STORE")
@@ -302,6 +333,25 @@ class RunStore:
             res = self._read(d)
             if res is not None and (d / "config.json").is_file():
                 out.append((json.loads((d / "config.json").read_text()), res))
+        return out
+
+    def contents(self) -> dict:
+        """Every file of the store by relative path, for exact comparison of two stores: JSON files
+        :func:`untimed`, torch files (``.pt``, ``.mask``) as dtypes, shapes and bytes, other files as text; logs,
+        leases and leftovers of interrupted atomic writes (``.tmp-*``) left out."""
+        import torch
+
+        out = {}
+        for p in sorted(self.root.rglob("*")):
+            if not p.is_file() or p.name in NOT_RESULTS or p.name.startswith(".tmp-"):
+                continue
+            rel = str(p.relative_to(self.root))
+            if p.suffix == ".json":
+                out[rel] = untimed(json.loads(p.read_text()))
+            elif p.suffix in (".pt", ".mask"):
+                out[rel] = _comparable_tensors(torch.load(p, map_location="cpu", weights_only=True))
+            else:
+                out[rel] = p.read_text()
         return out
 
     # ---- leases -------------------------------------------------------------------------------------------------

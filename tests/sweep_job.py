@@ -19,11 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: result fields that measure wall-clock time (they differ between any two runs)
-TIMING = ("seconds", "elapsed")
-#: files that are not results: logs, live leases, temporary files of interrupted atomic writes
-NOT_RESULTS = ("log.txt", "lease.json")
-
 TABLE_COLUMNS = ["seed", "generator", "method", "pretrain_iters", "test_acc", "final_test_acc", "best_val_acc",
                  "density_realised", "layers_replaced", "empty_layers", "diverged", "kept", "ticket_key"]
 
@@ -46,47 +41,11 @@ def table(tp, store) -> list:
     return json.loads(table_runs(tp, store)[TABLE_COLUMNS].to_json(orient="records"))
 
 
-def _untimed(obj):
-    if isinstance(obj, dict):
-        return {k: _untimed(v) for k, v in obj.items()
-                if not (k in TIMING or k.endswith("_s") or k.endswith("_seconds"))}
-    if isinstance(obj, list):
-        return [_untimed(v) for v in obj]
-    return obj
-
-
-def _tensors(obj):
-    """A torch file's content as plain comparable values (tensors as dtype, shape and bytes)."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        return (str(t.dtype), tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    if isinstance(obj, dict):
-        return {k: _tensors(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_tensors(v) for v in obj]
-    return obj
-
-
 def stored_results(root) -> dict:
-    """Every file of the store at ``root`` by relative path: JSON without its timings, torch files as bytes, other
-    files as text; logs, leases and leftovers of interrupted atomic writes (``.tmp-*``) left out."""
-    import torch
+    """Everything the store at ``root`` holds, minus wall-clock times (:meth:`RunStore.contents`)."""
+    from pags_core.store import RunStore
 
-    root = Path(root)
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name in NOT_RESULTS or p.name.startswith(".tmp-"):
-            continue
-        rel = str(p.relative_to(root))
-        if p.suffix == ".json":
-            out[rel] = _untimed(json.loads(p.read_text()))
-        elif p.suffix in (".pt", ".mask"):
-            out[rel] = _tensors(torch.load(p, map_location="cpu", weights_only=True))
-        else:
-            out[rel] = p.read_text()
-    return out
+    return RunStore(root).contents()
 
 
 def _log_units(log: Path) -> None:

@@ -5,6 +5,7 @@ import dataclasses
 import math
 
 import pytest
+import torch
 
 from pags_core.registry import Registry
 from pags_core.store import RunStore, canonical, config_key
@@ -64,3 +65,21 @@ def test_registry_errors_name_the_value_and_the_choices():
         r["resnet50"]
     with pytest.raises(ValueError, match="already registered"):
         r.register("VGG16", 3)
+
+
+def test_contents_leaves_out_wall_clock_times_logs_and_leases_only(tmp_path):
+    from pags_core.store import untimed
+
+    assert untimed({"seconds": 1.0, "elapsed": 2, "wall_s": 3, "dst_seconds": 4, "test_acc": 0.9,
+                    "history": [{"epoch": 1, "seconds": 0.5, "val_acc": 0.8}], "sizes": [1, 2]}) == \
+        {"test_acc": 0.9, "history": [{"epoch": 1, "val_acc": 0.8}], "sizes": [1, 2]}
+    a, b = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
+    for store, secs in ((a, 1.0), (b, 7.0)):
+        store.save("train", {"seed": 0}, {"test_acc": 0.5, "seconds": secs})
+        torch.save({"w": torch.tensor([1.0, 0.0])}, store.artefact("train", {"seed": 0}, "mask.pt"))
+        (store.path("train", {"seed": 0}) / "log.txt").write_text(f"took {secs}")
+    assert a.contents() == b.contents()
+    assert sorted(a.contents()) == [f"train/{config_key({'seed': 0})}/{f}" for f in ("config.json", "mask.pt",
+                                                                                      "result.json")]
+    torch.save({"w": torch.tensor([1.0, -0.0])}, b.artefact("train", {"seed": 0}, "mask.pt"))
+    assert a.contents() != b.contents()  # equal in value, not bit for bit
