@@ -59,11 +59,12 @@ class Plan:
 
     def waves(self) -> list[list[Unit]]:
         """Waves of independent units: a unit's wave is one more than its deepest dependency's."""
+        units = self.units()
         depth: dict[str, int] = {}
-        for u in self.units():
+        for u in units:
             depth[u.key] = 1 + max((depth[d.key] for d in u.deps()), default=-1)
         out: list[list[Unit]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-        for u in self.units():
+        for u in units:
             out[depth[u.key]].append(u)
         return out
 
