@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from pags_core.analysis import holm, multiple_comparison_note, paired_comparison, paired_differences, sign_flip_pvalue
+from pags_core.analysis import (comparison_table, holm, multiple_comparison_note, paired_comparison, paired_differences,
+                                sign_flip_pvalue, verdict_line)
 
 
 def runs(diffs_by_gen, base=90.0):
@@ -80,3 +81,27 @@ def test_holm_by_hand_and_the_note():
     assert note == ("4 paired tests at α = 0.05: 3 gave a gain or loss, where about 0.2 would by chance alone; 1 remain "
                     "significant after the Holm correction for 4 tests.")
     assert "enough paired seeds" in multiple_comparison_note(table.iloc[3:4])
+
+
+def test_comparison_table_runs_the_present_pairs_with_holm_over_all_rows():
+    r = runs({"erk": [1.0, 2.0, 3.0, 2.0], "snip": [-1.0, 1.0, 0.5, -0.5]})
+    shuffled = r[r.method == "PAGS"].assign(method="shuffle(PAGS)", test_acc=lambda d: d.test_acc - 1.0)
+    r = pd.concat([r, shuffled], ignore_index=True)
+    t = comparison_table(r, [("baseline", "PAGS"), ("shuffle(PAGS)", "PAGS"), ("PAGS", "PEGS@8")])  # no PEGS runs
+    assert t.comparison.tolist() == ["PAGS − baseline"] * 2 + ["PAGS − shuffle(PAGS)"] * 2
+    assert list(t.columns).index("p_holm") == list(t.columns).index("p_signflip") + 1
+    # by hand: erk's differences 1, 2, 3, 2 give t = 2 / (0.8165 / 2) = 4.899 on 3 df; shuffle(PAGS) − PAGS is
+    # exactly +1 on every seed (no spread: no t-test), so Holm adjusts the two finite p-values of the first rows
+    p_erk = 2 * st.t.sf(2 / (np.std([1, 2, 3, 2], ddof=1) / 2), 3)
+    assert t.p_value.iloc[0] == pytest.approx(p_erk)
+    assert t.p_holm.iloc[:2].tolist() == pytest.approx(list(holm(t.p_value.iloc[:2])))
+    assert t.p_holm.iloc[2:].isna().all()
+    assert comparison_table(r, [("PAGS", "PEGS@8")]).empty
+
+
+def test_verdict_line_quotes_a_row_with_its_seeds_and_n():
+    t = comparison_table(runs({"erk": [1.0, 2.0, 3.0, 2.0]}), [("baseline", "PAGS")])
+    assert verdict_line(t, "erk", "baseline", "PAGS") == (
+        "PAGS − baseline +2.0 points (seeds: +1.0, +2.0, +3.0, +2.0; n = 4): **gain**")
+    assert verdict_line(t, "snip", "baseline", "PAGS") is None
+    assert verdict_line(t, "erk", "PAGS", "baseline") is None

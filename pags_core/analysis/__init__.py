@@ -3,7 +3,8 @@ the ITOP study's snapshot metrics and correlation table, which parameters a mode
 each layer needs to pass the gates."""
 from __future__ import annotations
 
-from .comparisons import holm, multiple_comparison_note, paired_comparison, paired_differences, sign_flip_pvalue
+from .comparisons import (comparison_table, holm, multiple_comparison_note, paired_comparison, paired_differences,
+                          sign_flip_pvalue, verdict_line)
 from .coverage import ROLES, parameter_coverage
 from .gates import ALLOCATIONS, gate_density, gate_table, min_gate_density
 from .correlation import CorrelationResult, block_bootstrap_pearson, correlation_table, fisher_z_interval, \
@@ -16,7 +17,8 @@ from .tables import REFERENCE_ROWS, accuracy_table, cost_table, kept_counts, met
     rule_comparison, summarise_runs
 
 __all__ = [
-    "holm", "multiple_comparison_note", "paired_comparison", "paired_differences", "sign_flip_pvalue",
+    "comparison_table", "holm", "multiple_comparison_note", "paired_comparison", "paired_differences",
+    "sign_flip_pvalue", "verdict_line",
     "ROLES", "parameter_coverage", "ALLOCATIONS", "gate_density", "gate_table", "min_gate_density",
     "CorrelationResult", "block_bootstrap_pearson", "correlation_table", "fisher_z_interval", "partial_pearson",
     "pearson", "spearman", "within_group", "within_pearson",

@@ -18,7 +18,8 @@ The exact sign-flip p-value is shown next to the t-test as a check that needs no
 cannot fall below 2/2^n (0.125 for four seeds), so it never decides a verdict on its own.
 
 :func:`holm` adjusts a column of p-values for the many tests a chapter runs, and :func:`multiple_comparison_note`
-says in one sentence how many verdicts one would expect by chance.
+says in one sentence how many verdicts one would expect by chance.  :func:`comparison_table` runs a chapter's list of
+comparisons with the Holm column; :func:`verdict_line` quotes one of its rows in prose.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-__all__ = ["paired_differences", "paired_comparison", "sign_flip_pvalue", "holm", "multiple_comparison_note"]
+__all__ = ["paired_differences", "paired_comparison", "comparison_table", "verdict_line", "sign_flip_pvalue", "holm",
+           "multiple_comparison_note"]
 
 
 def _spread_is_zero(d: np.ndarray) -> bool:
@@ -112,6 +114,28 @@ def paired_comparison(runs: pd.DataFrame, a: str = "baseline", b: str = "PAGS", 
     cols = [by, "comparison", "n", "diffs", "mean_diff", "std_diff", "ci_low", "ci_high", "p_value", "p_signflip",
             "positive", "verdict"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def comparison_table(runs: pd.DataFrame, pairs: Sequence[tuple[str, str]], value: str = "test_acc",
+                     alpha: float = 0.05, min_n: int = 3, by: str = "generator") -> pd.DataFrame:
+    """:func:`paired_comparison` of every pair ``(a, b)`` whose two methods are both in ``runs``, in one table, with
+    ``p_holm``: the t-test p-values Holm-adjusted over all its rows (placed after ``p_signflip``)."""
+    present = set(runs["method"])
+    parts = [paired_comparison(runs, a, b, value, alpha, min_n, by) for a, b in pairs if {a, b} <= present]
+    table = (pd.concat(parts, ignore_index=True) if parts
+             else paired_comparison(runs.iloc[:0], value=value, alpha=alpha, min_n=min_n, by=by))
+    table.insert(table.columns.get_loc("p_signflip") + 1, "p_holm", holm(table["p_value"]))
+    return table
+
+
+def verdict_line(table: pd.DataFrame, group: str, a: str, b: str, by: str = "generator") -> str | None:
+    """The row of ``table`` (:func:`comparison_table`) for ``b − a`` in ``group``, as one line of prose: the mean
+    difference, every seed's difference, n and the verdict; ``None`` when the table has no such row."""
+    r = table[(table[by] == group) & (table["comparison"] == f"{b} − {a}")]
+    if r.empty:
+        return None
+    r = r.iloc[0]
+    return f"{b} − {a} {r.mean_diff:+.1f} points (seeds: {r.diffs}; n = {r.n}): **{r.verdict}**"
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
