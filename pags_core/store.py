@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 __all__ = ["RunStore", "CorruptRunError", "LeaseHeld", "canonical", "config_key", "default_store_root", "tensor_digest",
-           "atomic_torch_save", "read_checkpoint"]
+           "atomic_write", "atomic_torch_save", "read_checkpoint"]
 
 
 def _plain(obj: Any) -> Any:
@@ -111,12 +111,15 @@ def default_store_root() -> Path:
     return here / ".pags_store"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: "str | bytes") -> None:
+    """Write text or bytes to a temporary file beside ``path``, flush it to disk, then rename: a reader sees the old
+    file or the whole new one, never a part."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -292,9 +295,9 @@ class RunStore:
 
     def save(self, namespace: str, config: Any, result: Mapping[str, Any]) -> Path:
         folder = self.path(namespace, config)
-        _atomic_write(folder / "config.json", json.dumps(_plain(config), indent=1, sort_keys=True))
+        atomic_write(folder / "config.json", json.dumps(_plain(config), indent=1, sort_keys=True))
         # result.json is written last: its presence marks the run as finished.
-        _atomic_write(folder / "result.json", json.dumps(_plain(result), indent=1, sort_keys=True))
+        atomic_write(folder / "result.json", json.dumps(_plain(result), indent=1, sort_keys=True))
         return folder
 
     def get_or_run(self, namespace: str, config: Any, fn: Callable[[], Mapping[str, Any]]) -> dict:
@@ -383,7 +386,7 @@ class RunStore:
         if holder is not None and holder != _lease_owner():
             raise LeaseHeld(p, holder)
         me = _lease_owner()
-        _atomic_write(p, json.dumps(me))
+        atomic_write(p, json.dumps(me))
         time.sleep(0.05)
         try:  # two workers that broke a stale lease at once: the last writer wins, the other backs off
             if json.loads(p.read_text()) != me:

@@ -31,7 +31,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from ..store import RunStore, default_store_root
+from ..store import RunStore, atomic_write, default_store_root
 from .executors import Executor, _redirect_output
 
 __all__ = ["SlurmExecutor", "SlurmFuture", "SlurmJobFailed", "INSTALL_HINT"]
@@ -111,10 +111,7 @@ def _keep_exception(exc: Exception) -> None:
     try:
         data = cloudpickle.dumps(exc)
         pickle.loads(data)
-        path = JobEnvironment().paths.folder / _EXCEPTION_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(JobEnvironment().paths.folder / _EXCEPTION_FILE, data)
     except Exception:  # noqa: BLE001 - then the driver raises SlurmJobFailed with the traceback text
         pass
 
