@@ -1,9 +1,18 @@
 """A small name -> object registry, looked up case-insensitively with errors that list the valid names."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+from typing import Callable, Dict, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+
+
+def check_choice(value: str, valid: Iterable[str], what: str) -> str:
+    """``value`` in lower case when it is one of ``valid`` (lower-case names) in any case; otherwise a ``ValueError``
+    naming ``what``, the value and the valid choices."""
+    valid = tuple(valid)
+    if not isinstance(value, str) or value.lower() not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
+    return value.lower()
 
 
 class Registry(Generic[T]):

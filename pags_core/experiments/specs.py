@@ -22,7 +22,7 @@ from ..methods.selection import RULES, SELECTIONS
 from ..models import MODELS, init_random, make_model
 from ..pruning import GENERATORS, check_density
 from ..pruning.checks import check_options
-from ..registry import Registry
+from ..registry import Registry, check_choice
 from ..spectral import CONVENTIONS
 from ..store import canonical, config_key
 from ..training import get_recipe
@@ -277,13 +277,9 @@ class SamplingSpec:
         object.__setattr__(self, "population", _int(self.population, "population", 0))
         object.__setattr__(self, "batches", _int(self.batches, "scoring batches per sample", 1))
         object.__setattr__(self, "noise", _num(self.noise, "noise", 0.0))
-        for what, value, valid in (("selection rule", self.rule, RULES), ("selection", self.selection, SELECTIONS),
-                                   ("convention", self.convention, tuple(CONVENTIONS))):
-            if not isinstance(value, str) or value.lower() not in valid:
-                raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
-        object.__setattr__(self, "rule", self.rule.lower())
-        object.__setattr__(self, "selection", self.selection.lower())
-        object.__setattr__(self, "convention", self.convention.lower())
+        object.__setattr__(self, "rule", check_choice(self.rule, RULES, "selection rule"))
+        object.__setattr__(self, "selection", check_choice(self.selection, SELECTIONS, "selection"))
+        object.__setattr__(self, "convention", check_choice(self.convention, CONVENTIONS, "convention"))
 
 
 @dataclass(frozen=True)

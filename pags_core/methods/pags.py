@@ -37,10 +37,11 @@ from ..masks import Mask
 from ..models import layer_geometry, prunable_parameters
 from ..pruning import GENERATORS, check_density, generate_mask
 from ..pruning.checks import check_count, check_noise, check_seed
+from ..registry import check_choice
 from ..spectral import score_population
 from ..store import atomic_torch_save, canonical, read_checkpoint, tensor_digest
 from ..training import get_recipe, train
-from .selection import (BASELINE, RULES, SELECTION_METRICS, SELECTIONS, Selection, SelectionState, _check_choice,
+from .selection import (BASELINE, RULES, SELECTION_METRICS, SELECTIONS, Selection, SelectionState, clean,
                         stitched_density)
 
 __all__ = ["PAGSResult", "pags", "pegs", "pretrain", "sample_seed", "default_noise", "mask_metrics",
@@ -152,17 +153,12 @@ class PAGSResult:
             "baseline_density": self.baseline_density, "population": int(self.selection.n_seen),
             "layers_replaced": self.selection.n_replaced_layers, "n_layers": len(self.layer_names),
             "replacements": len(self.selection.trace),
-            "baseline_fs": float(_clean(self.baseline["full_spectrum"]).mean()),
-            "selected_fs": float(_clean(self.selection.values["full_spectrum"]).mean()),
-            "baseline_imdb": float(_clean(self.baseline["imdb"]).mean()),
-            "selected_imdb": float(_clean(self.selection.values["imdb"]).mean()),
+            "baseline_fs": float(clean(self.baseline["full_spectrum"]).mean()),
+            "selected_fs": float(clean(self.selection.values["full_spectrum"]).mean()),
+            "baseline_imdb": float(clean(self.baseline["imdb"]).mean()),
+            "selected_imdb": float(clean(self.selection.values["imdb"]).mean()),
             **{k: float(v) for k, v in self.costs.items()},
         }
-
-
-def _clean(x):
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(np.isfinite(x), x, 0.0)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -307,8 +303,8 @@ def pags(model: nn.Module, data, generator: str, density: float, *, population: 
     """
     gen = _check_generator(generator)
     density = check_density(density)
-    rule = _check_choice(rule, RULES, "selection rule")
-    selection = _check_choice(selection, SELECTIONS, "selection")
+    rule = check_choice(rule, RULES, "selection rule")
+    selection = check_choice(selection, SELECTIONS, "selection")
     if not isinstance(population, int) or population < 0:
         raise ValueError(f"population must be a non-negative int, got {population!r}")
     if not isinstance(chunk, int) or chunk < 1:

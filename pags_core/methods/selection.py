@@ -19,9 +19,11 @@ name               paper symbol    role in selection
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
+
+from ..registry import check_choice
 
 __all__ = [
     "SELECTION_METRICS",
@@ -58,13 +60,6 @@ def _invalid_to_inf(x) -> np.ndarray:
     return np.where(np.isnan(x), np.inf, x)
 
 
-def _check_choice(value: str, valid: Iterable[str], what: str) -> str:
-    valid = tuple(valid)
-    if not isinstance(value, str) or value.lower() not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
-    return value.lower()
-
-
 @dataclasses.dataclass
 class Selection:
     """The outcome of a PAGS selection.
@@ -99,8 +94,8 @@ class SelectionState:
     """
 
     def __init__(self, baseline: Mapping[str, np.ndarray], *, rule: str = "dominance", selection: str = "layerwise"):
-        self.rule = _check_choice(rule, RULES, "selection rule")
-        self.selection = _check_choice(selection, SELECTIONS, "selection")
+        self.rule = check_choice(rule, RULES, "selection rule")
+        self.selection = check_choice(selection, SELECTIONS, "selection")
         base = {m: np.asarray(baseline[m], dtype=np.float64).copy() for m in _needed(baseline)}
         lengths = {v.shape for v in base.values()}
         if len(lengths) != 1 or len(next(iter(lengths))) != 1:
