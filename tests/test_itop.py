@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import pags_core
-from pags_core.analysis import apply_bcode_filter, snapshot_correlations
+from pags_core.analysis import apply_bcode_filter, itop_correlations
 from pags_core.experiments import select_snapshots
 from pags_core.methods.itop import ITOPRand, itop_train
 from pags_core.training import TrainState
@@ -216,22 +216,23 @@ def test_select_snapshots_and_bcode_filter():
                       "full_spectrum": [1.0, 1.0, 7.0, 2.0], "imsg": [0.2, 0.2, 0.2, float("inf")],
                       "ramanujan_gap": [1, 2, 3, 4], "test_acc": [0.1, 0.2, 0.3, 0.5]})
     assert apply_bcode_filter(t).index.tolist() == [0]
-    corr = snapshot_correlations(t, ["ramanujan_gap"])
-    row = corr.set_index("filter").loc["bcode_vgg"]
-    assert row["n"] == 1 and math.isnan(row["r"])
-    two = snapshot_correlations(t.assign(imdb=[0.1, 0.2, 0.2, 0.3], imsg=0.2), ["ramanujan_gap"])  # rows 0, 1, 3 pass
-    row = two.set_index("filter").loc["bcode_vgg"]
-    assert row["n"] == 3 and row["r"] == pytest.approx(pearson([1, 2, 4], [0.1, 0.2, 0.5]).r)
-    assert math.isnan(snapshot_correlations(t.iloc[:2], ["ramanujan_gap"]).r.iloc[0])  # n = 2 < min_n
+    # correlations on the filtered snapshots: the same table, with the intervals for dependent snapshots
+    t = t.assign(step=[10, 20, 30, 40])
+    one = itop_correlations(apply_bcode_filter(t), ["ramanujan_gap"], control=None, pooled=False, n_boot=50)
+    assert one.n.tolist() == [1] and math.isnan(one.r.iloc[0]) and math.isnan(one.boot_low.iloc[0])
+    kept = apply_bcode_filter(t.assign(imdb=[0.1, 0.2, 0.2, 0.3], imsg=0.2))
+    assert kept.index.tolist() == [0, 1, 3]
+    three = itop_correlations(kept, ["ramanujan_gap"], control=None, pooled=False, n_boot=50).iloc[0]
+    assert three.n == 3 and three.r == pytest.approx(pearson([1, 2, 4], [0.1, 0.2, 0.5]).r)
+    assert itop_correlations(t, ["ramanujan_gap"], control=None, pooled=False, n_boot=50).n.tolist() == [4]
     # partial correlation given the ITOP step: a metric that is the step plus a constant carries nothing more
-    s = pd.DataFrame({"model": "m", "step": [10, 20, 30, 40, 50], "test_acc": [0.1, 0.3, 0.2, 0.5, 0.4]})
-    s = s.assign(ramanujan_gap=s.step / 10 + 1, imdb=[0.3, 0.1, 0.4, 0.1, 0.5], full_spectrum=1.0, imsg=0.2)
-    c = snapshot_correlations(s, ["ramanujan_gap", "imdb", "step"]).set_index(["filter", "metric"]).loc["none"]
-    assert c.loc["ramanujan_gap", "r"] == pytest.approx(c.loc["step", "r"]) and math.isnan(c.loc["ramanujan_gap", "partial_r"])
+    s = pd.DataFrame({"model": "m", "seed": 0, "step": [10, 20, 30, 40, 50], "test_acc": [0.1, 0.3, 0.2, 0.5, 0.4]})
+    s = s.assign(ramanujan_gap=s.step / 10 + 1, imdb=[0.3, 0.1, 0.4, 0.1, 0.5])
+    c = itop_correlations(s, ["ramanujan_gap", "imdb", "step"], pooled=False, n_boot=50).set_index("metric")
+    assert c.loc["ramanujan_gap", "r"] == pytest.approx(c.loc["step", "r"])
+    assert math.isnan(c.loc["ramanujan_gap", "partial_r"]) and math.isnan(c.loc["step", "partial_r"])
     assert c.loc["imdb", "partial_r"] == pytest.approx(
         pearson(*[np.asarray(v) - np.polyval(np.polyfit(s.step, v, 1), s.step) for v in (s.imdb, s.test_acc)]).r)
-    assert math.isnan(c.loc["step", "partial_r"])
-    assert corr.set_index("filter").loc["none", "n"] == 4
 
 
 # ----------------------------------------------------------------------------------------------------------------

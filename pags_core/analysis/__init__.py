@@ -10,7 +10,7 @@ from .gates import ALLOCATIONS, gate_density, gate_table, min_gate_density
 from .correlation import CorrelationResult, block_bootstrap_pearson, correlation_table, fisher_z_interval, \
     partial_pearson, pearson, spearman, within_group, within_pearson
 from .itop import BCODE_VGG_FILTER, ITOP_METRICS, ITOP_REFERENCES, accuracy_reliability, apply_bcode_filter, \
-    correlation_count_note, itop_correlations, snapshot_correlations, snapshot_metrics
+    correlation_count_note, itop_correlations, snapshot_metrics
 from .paper_a import PAPER_A_GENERATORS, PUBLISHED_ACCURACY, PUBLISHED_CORRELATIONS, generator_correlations, \
     pooled_layer_means, published_correlations, ranking_table
 from .tables import REFERENCE_ROWS, accuracy_table, cost_table, kept_counts, method_order, population_frame, \
@@ -23,7 +23,7 @@ __all__ = [
     "CorrelationResult", "block_bootstrap_pearson", "correlation_table", "fisher_z_interval", "partial_pearson",
     "pearson", "spearman", "within_group", "within_pearson",
     "BCODE_VGG_FILTER", "ITOP_METRICS", "ITOP_REFERENCES", "accuracy_reliability", "apply_bcode_filter",
-    "correlation_count_note", "itop_correlations", "snapshot_correlations", "snapshot_metrics",
+    "correlation_count_note", "itop_correlations", "snapshot_metrics",
     "PAPER_A_GENERATORS", "PUBLISHED_ACCURACY", "PUBLISHED_CORRELATIONS", "generator_correlations",
     "pooled_layer_means", "published_correlations", "ranking_table",
     "REFERENCE_ROWS", "accuracy_table", "cost_table", "kept_counts", "method_order", "population_frame",

@@ -13,10 +13,10 @@ from torch import nn
 
 from ..spectral import anchor_reference, fs_distance, model_spectrum, network_summary
 from .comparisons import holm
-from .correlation import block_bootstrap_pearson, partial_pearson, pearson, within_pearson
+from .correlation import block_bootstrap_pearson, within_pearson
 
 __all__ = ["ITOP_METRICS", "ITOP_REFERENCES", "BCODE_VGG_FILTER", "snapshot_metrics", "apply_bcode_filter",
-           "snapshot_correlations", "itop_correlations", "correlation_count_note", "accuracy_reliability"]
+           "itop_correlations", "correlation_count_note", "accuracy_reliability"]
 
 #: network-level metrics correlated with accuracy: layer means of Δr, λ, Δr_imdb, λ_imsg, FS (= the ℓ2 distance
 #: from the origin, as in the authors' code) and the anchor distances from (M_0, θ0) and from (M_t, θ0).
@@ -75,64 +75,16 @@ def _passes(value: float, op: str, bound: float) -> bool:
 
 
 def apply_bcode_filter(table: pd.DataFrame, rules: Mapping[str, tuple] = BCODE_VGG_FILTER) -> pd.DataFrame:
-    """The rows of ``table`` that pass paper B's code's VGG snapshot filter (Δr_imdb > 0.05, FS < 6, λ_imsg > 0.05)."""
+    """The rows of ``table`` that pass paper B's code's VGG snapshot filter (Δr_imdb > 0.05, FS < 6, λ_imsg > 0.05).
+
+    Report correlations with and without it: ``itop_correlations(table)`` and
+    ``itop_correlations(apply_bcode_filter(table))`` (the filtered snapshots keep their order within a trajectory)."""
     keep = np.ones(len(table), dtype=bool)
     for col, (op, bound) in rules.items():
         if op not in (">", "<"):
             raise ValueError(f"filter operator must be '>' or '<', got {op!r}")
         keep &= np.array([_passes(v, op, bound) for v in table[col].to_numpy(float)], dtype=bool)
     return table.loc[keep]
-
-
-def snapshot_correlations(
-    table: pd.DataFrame,
-    metrics: Optional[Sequence[str]] = None,
-    *,
-    target: str = "test_acc",
-    by: Sequence[str] = ("model", "dataset", "seed"),
-    control: Optional[str] = "step",
-    confidence: float = 0.95,
-    min_n: int = 3,
-) -> pd.DataFrame:
-    """Pearson r (95% Fisher-z CI, n, p) of each metric against ``target`` per ``by`` group, once on all
-    snapshots (``filter="none"``) and once on those passing :data:`BCODE_VGG_FILTER` (``filter="bcode_vgg"``).
-
-    ``metrics`` defaults to :data:`ITOP_METRICS` plus the reference rows of :data:`ITOP_REFERENCES`.  With
-    ``control`` (default ``"step"``) the columns ``partial_r``, ``partial_ci_low``, ``partial_ci_high`` and
-    ``partial_p_value`` hold the partial correlation given that column (:func:`pags_core.analysis.partial_pearson`).
-    Groups with fewer than ``min_n`` snapshots keep their ``n`` but get NaN elsewhere (two points always give
-    r = ±1).
-    """
-    metrics = [m for m in (metrics or [*ITOP_METRICS, *ITOP_REFERENCES]) if m in table.columns]
-    if target not in table.columns:
-        raise KeyError(f"target column {target!r} is not in the table; it has: {', '.join(map(str, table.columns))}")
-    by = [b for b in by if b in table.columns]
-    use_control = control is not None and control in table.columns
-    groups = table.groupby(by, sort=False) if by else [((), table)]
-    rows = []
-    for key, sub in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        for filt, part in (("none", sub), ("bcode_vgg", apply_bcode_filter(sub))):
-            y = part[target].to_numpy(float)
-            for m in metrics:
-                x = part[m].to_numpy(float)
-                res = pearson(x, y, confidence=confidence)
-                row = {**dict(zip(by, key)), "filter": filt, "metric": m, "r": res.r, "ci_low": res.ci_low,
-                       "ci_high": res.ci_high, "n": res.n, "p_value": res.p_value}
-                if use_control:
-                    pr = (partial_pearson(x, y, part[control].to_numpy(float), confidence=confidence)
-                          if m != control else None)
-                    row.update(partial_r=pr.r if pr else np.nan, partial_ci_low=pr.ci_low if pr else np.nan,
-                               partial_ci_high=pr.ci_high if pr else np.nan,
-                               partial_p_value=pr.p_value if pr else np.nan)
-                if res.n < min_n:
-                    row.update({k: np.nan for k in row if k in ("r", "ci_low", "ci_high", "p_value") or
-                                k.startswith("partial_")})
-                rows.append(row)
-    cols = [*by, "filter", "metric", "r", "ci_low", "ci_high", "n", "p_value"]
-    if use_control:
-        cols += ["partial_r", "partial_ci_low", "partial_ci_high", "partial_p_value"]
-    return pd.DataFrame(rows, columns=cols)
 
 
 _CORR_COLUMNS = ["n", "r", "fisher_low", "fisher_high", "fisher_p", "boot_low", "boot_high", "boot_p", "partial_r",

@@ -139,6 +139,76 @@ def _future_log(fut: Any, fallback: Optional[Path]) -> Optional[str]:
     return str(log) if log else (str(fallback) if fallback is not None and Path(fallback).exists() else None)
 
 
+@dataclasses.dataclass
+class _Sweep:
+    """What one pass of :func:`run_plan` has learnt so far: runs computed, runs that failed (label -> (message,
+    log)), keys of failed runs (their dependants are not run) and whether an artefact was found corrupt."""
+
+    store: RunStore
+    ex: Executor
+    name: str
+    bar: Any
+    poll_s: float
+    failures: "OrderedDict[str, tuple]"
+    computed: int = 0
+    corrupt: bool = False
+    failed_keys: set = dataclasses.field(default_factory=set)
+
+    def fail(self, unit: Unit, message: str, log: Optional[str]) -> None:
+        self.failed_keys.add(unit.key)
+        self.failures[unit.label()] = (message, log)
+
+    def wave(self, i: int, wave: list) -> None:
+        """Compute the units of one wave that the store lacks and whose dependencies are there; units another sweep
+        holds the lease of are waited for, and taken over if that sweep lets its lease go."""
+        pending = []
+        for u in wave:
+            if u.done(self.store):
+                continue
+            bad = [d for d in u.deps() if d.key in self.failed_keys or not d.done(self.store)]
+            if bad:
+                self.fail(u, f"not run: it needs {bad[0].label()}, which is missing", None)
+                continue
+            pending.append(u)
+        waiting: list = []
+        while pending or waiting:
+            if pending:
+                waiting += self.submit(f"{self.name}-wave{i}", pending)
+                pending = []
+            if waiting:  # another sweep computes these: wait until it stores them or lets its lease go
+                time.sleep(self.poll_s)
+                still = []
+                for u in waiting:
+                    if u.done(self.store):
+                        self.bar.update(1)
+                    elif self.store.lease_holder(u.kind, u.config()) is None:
+                        pending.append(u)
+                    else:
+                        still.append(u)
+                waiting = still
+
+    def submit(self, label: str, units: list) -> list:
+        """Run ``units`` as one submission on the executor; returns those whose lease another sweep holds."""
+        store = self.store
+        with self.ex.wave(label):
+            futs = [(u, self.ex.submit(execute_unit, u, str(store.root), log=_log_path(store, u))) for u in units]
+        held = []
+        for u, fut in futs:
+            try:
+                fut.result()
+                self.computed += 1
+                self.failures.pop(u.label(), None)
+                self.bar.update(1)
+            except LeaseHeld:
+                held.append(u)
+            except CorruptRunError as e:
+                self.corrupt = True
+                self.fail(u, str(e), _future_log(fut, _log_path(store, u)))
+            except Exception as e:  # noqa: BLE001 - reported at the end, the sweep goes on
+                self.fail(u, f"{type(e).__name__}: {e}", _future_log(fut, _log_path(store, u)))
+        return held
+
+
 def run_plan(plan: Plan, executor: "str | Executor" = "serial", store: Optional[RunStore] = None, *,
              progress: Optional[bool] = None, download: bool = False, poll_s: float = 2.0,
              **executor_options: Any) -> PlanReport:
@@ -161,58 +231,14 @@ def run_plan(plan: Plan, executor: "str | Executor" = "serial", store: Optional[
         failures: "OrderedDict[str, tuple]" = OrderedDict()
         computed = 0
         for attempt in range(2):  # a second pass recomputes what a corrupt artefact set aside in the first
-            corrupt = False
-            failed_keys: set = set()
-            todo_total = sum(not u.done(store) for u in units)
-            bar = tqdm(total=todo_total, desc=plan.name, disable=None if progress is None else not progress,
-                       leave=False)
+            bar = tqdm(total=sum(not u.done(store) for u in units), desc=plan.name,
+                       disable=None if progress is None else not progress, leave=False)
+            sweep = _Sweep(store, ex, plan.name, bar, poll_s, failures)
             for i, wave in enumerate(plan.waves()):
-                pending = []
-                for u in wave:
-                    if u.done(store):
-                        continue
-                    bad = [d for d in u.deps() if d.key in failed_keys or not d.done(store)]
-                    if bad:
-                        failed_keys.add(u.key)
-                        failures[u.label()] = (f"not run: it needs {bad[0].label()}, which is missing", None)
-                        continue
-                    pending.append(u)
-                waiting: list = []
-                while pending or waiting:
-                    if pending:
-                        with ex.wave(f"{plan.name}-wave{i}"):
-                            futs = [(u, ex.submit(execute_unit, u, str(store.root), log=_log_path(store, u)))
-                                    for u in pending]
-                        pending = []
-                        for u, fut in futs:
-                            try:
-                                fut.result()
-                                computed += 1
-                                failures.pop(u.label(), None)
-                                bar.update(1)
-                            except LeaseHeld:
-                                waiting.append(u)
-                            except CorruptRunError as e:
-                                corrupt = True
-                                failed_keys.add(u.key)
-                                failures[u.label()] = (str(e), _future_log(fut, _log_path(store, u)))
-                            except Exception as e:  # noqa: BLE001 - reported at the end, the sweep goes on
-                                failed_keys.add(u.key)
-                                failures[u.label()] = (f"{type(e).__name__}: {e}",
-                                                       _future_log(fut, _log_path(store, u)))
-                    if waiting:  # another sweep computes these: wait until it stores them or lets its lease go
-                        time.sleep(poll_s)
-                        still = []
-                        for u in waiting:
-                            if u.done(store):
-                                bar.update(1)
-                            elif store.lease_holder(u.kind, u.config()) is None:
-                                pending.append(u)
-                            else:
-                                still.append(u)
-                        waiting = still
+                sweep.wave(i, wave)
             bar.close()
-            if not (corrupt and attempt == 0):
+            computed += sweep.computed
+            if not (sweep.corrupt and attempt == 0):
                 break
             failures.clear()
         if failures:
