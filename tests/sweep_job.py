@@ -4,7 +4,8 @@
 ``python tests/sweep_job.py STORE [--threads N] [--log FILE] [--table FILE] [--together FOLDER N]`` runs the
 sweep of :func:`test_experiments.tiny` on the serial executor into the run store ``STORE`` (with ``--together``,
 once N such processes are ready).  ``--log`` appends one line per
-unit start and end (``start|end <kind> <key> pid=<pid> threads=<torch threads inside the unit>``) and one ``process``
+unit start and end (``start|end <kind> <key> pid=<pid> threads=<torch threads inside the unit>``), every stored run
+(``saved <kind> <key> pid=<pid>``, once its ``result.json`` is written) and one ``process``
 line with the thread count the process started with; ``--table`` writes the finished table as JSON.
 
 :func:`stored_results` reads everything a store holds, minus wall-clock times, for exact comparison.
@@ -49,8 +50,8 @@ def stored_results(root) -> dict:
 
 
 def _log_units(log: Path) -> None:
-    """Wrap every unit kind's ``run`` to log its start and end (an ``O_APPEND`` write per line: lines of two
-    processes never interleave)."""
+    """Wrap every unit kind's ``run`` to log its start and end, and ``RunStore.save`` to log every stored run (an
+    ``O_APPEND`` write per line: lines of two processes never interleave)."""
     import torch
 
     from pags_core.experiments import units
@@ -76,6 +77,15 @@ def _log_units(log: Path) -> None:
     for cls in vars(units).values():
         if isinstance(cls, type) and issubclass(cls, units.Unit) and "run" in vars(cls):
             wrap(cls)
+    from pags_core.store import RunStore
+
+    save = RunStore.save
+
+    def logged_save(self, namespace, config, result):
+        folder = save(self, namespace, config, result)
+        write(f"saved {namespace} {folder.name} pid={os.getpid()}")  # after result.json: the run is finished
+        return folder
+    RunStore.save = logged_save
     write(f"process pid={os.getpid()} threads={torch.get_num_threads()}")
 
 
