@@ -217,18 +217,13 @@ def limits(model, masks, rounds: int, chunk_masks=(1, 4, 16)) -> tuple[float, pd
     mask on ``len(masks)`` masks solved in chunks of each of ``chunk_masks`` masks)."""
     from pags_core.spectral import population, svd
 
-    def best(fn):
-        out = []
-        for _ in range(rounds):
-            c = time.process_time()
-            fn()
-            out.append((time.process_time() - c) / len(masks))
-        return min(out)
+    def best(fn):  # CPU seconds per mask, best of the rounds
+        return min(per_mask(fn, masks)[1] for _ in range(rounds))
 
     saved = svd.lanczos_top2
     svd.lanczos_top2 = lambda tall, short, vals, piece, n_piece, *a, **k: np.ones((n_piece, vals.shape[1], 2))
     try:
-        floor = best(lambda: [model_spectrum(model, m) for m in masks])
+        floor = best(lambda ms: [model_spectrum(model, m) for m in ms])
     finally:
         svd.lanczos_top2 = saved
     kept = int(sum(int(v.sum()) for v in masks[0].values()))
@@ -237,7 +232,7 @@ def limits(model, masks, rounds: int, chunk_masks=(1, 4, 16)) -> tuple[float, pd
         for c in chunk_masks:
             population.CHUNK_EDGES = kept * c + c  # score_population then takes c masks per chunk
             rows.append({"masks per chunk": c, "s/mask": best(
-                lambda: score_population(model, masks, device="cpu", progress=False))})
+                lambda ms: score_population(model, ms, device="cpu", progress=False))})
     finally:
         population.CHUNK_EDGES = saved_chunk
     return floor, pd.DataFrame(rows)
