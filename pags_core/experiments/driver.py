@@ -190,10 +190,11 @@ class _Sweep:
     def submit(self, label: str, units: list) -> list:
         """Run ``units`` as one submission on the executor; returns those whose lease another sweep holds."""
         store = self.store
+        logs = [_log_path(store, u) for u in units]
         with self.ex.wave(label):
-            futs = [(u, self.ex.submit(execute_unit, u, str(store.root), log=_log_path(store, u))) for u in units]
+            futs = [self.ex.submit(execute_unit, u, str(store.root), log=log) for u, log in zip(units, logs)]
         held = []
-        for u, fut in futs:
+        for u, fut, log in zip(units, futs, logs):
             try:
                 fut.result()
                 self.computed += 1
@@ -203,9 +204,9 @@ class _Sweep:
                 held.append(u)
             except CorruptRunError as e:
                 self.corrupt = True
-                self.fail(u, str(e), _future_log(fut, _log_path(store, u)))
+                self.fail(u, str(e), _future_log(fut, log))
             except Exception as e:  # noqa: BLE001 - reported at the end, the sweep goes on
-                self.fail(u, f"{type(e).__name__}: {e}", _future_log(fut, _log_path(store, u)))
+                self.fail(u, f"{type(e).__name__}: {e}", _future_log(fut, log))
         return held
 
 
