@@ -74,3 +74,14 @@ def test_compiled_lanczos_benchmark_skips_without_numba(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "skipped, numba is not installed" in p.stderr
     assert not out.exists()
+
+
+def test_allocator_benchmark_runs_both_settings(tmp_path):
+    out = tmp_path / "allocator.md"
+    p = run(["benchmarks/bench_allocator.py", "--processes", "1", "--masks", "1", "--rounds", "1", "--out", str(out)])
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    rows = re.findall(r"^\| (default|MALLOC_TOP_PAD_=\d+) \| 1 \| ([0-9.]+) \| ([0-9.]+) \| (\d+) \|$", text, re.M)
+    assert [r[0] for r in rows] == ["default", "MALLOC_TOP_PAD_=67108864"], text
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+    assert "n = 1 per setting" in text
