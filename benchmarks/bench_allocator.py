@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_spectral import load
+
 HERE = Path(__file__).resolve().parent
 COMMAND = ".venv/bin/python benchmarks/bench_allocator.py"
 
@@ -69,14 +71,14 @@ def main(argv=None) -> int:
     if not platform.libc_ver()[0] == "glibc":
         print("bench_allocator: skipped, MALLOC_TOP_PAD_ is a glibc setting and this is not glibc", file=sys.stderr)
         return 0
-    load_start = "/".join(f"{v:.1f}" for v in os.getloadavg())
+    load_start = load()
     rows = []
     for i in range(args.processes):
         for name, pad in (("default", None), (f"MALLOC_TOP_PAD_={args.pad}", args.pad)):
             r = run_child(pad, args.masks, args.rounds)
             rows.append({"setting": name, "process": i + 1, **r})
             print(rows[-1], file=sys.stderr)
-    load_end = "/".join(f"{v:.1f}" for v in os.getloadavg())
+    load_end = load()
     md = "| setting | process | median ms/mask | best ms/mask | minor page faults/mask (median) |\n|:--|--:|--:|--:|--:|\n"
     md += "".join(f"| {r['setting']} | {r['process']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['faults']:.0f} |\n"
                   for r in rows)

@@ -38,8 +38,9 @@ import torch
 
 import pags_core
 from pags_core.spectral import lanczos, model_spectrum, svd
+from pags_core.spectral.svd import csr_arrays
 
-from bench_spectral import authors_frame, blas_one_thread, limits, load
+from bench_spectral import _StageClock, authors_frame, blas_one_thread, limits, load, per_mask
 
 HERE = Path(__file__).resolve().parent
 COMMAND = ".venv/bin/python benchmarks/bench_compiled_lanczos.py"
@@ -66,13 +67,10 @@ class Problems:
                              "without zeros inside the mask)")
         e = np.arange(piece.size) if edges is None else edges
         p, s, t = piece[e], short[e], tall[e]
-        m, n_tall = np.asarray(m, dtype=np.int64), np.asarray(n_tall, dtype=np.int64)
-        moff, toff = np.concatenate(([0], np.cumsum(m))), np.concatenate(([0], np.cumsum(n_tall)))
-        row = moff[p] + s
-        order = np.argsort(row, kind="stable")
-        ip = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=int(moff[-1])))))
-        self.calls.append(dict(moff=moff, toff=toff, ip=ip, ix=t[order].astype(np.int32),
-                               dt=np.ascontiguousarray(vals[e][order]), m=m, sigma=sigma))
+        moff, toff = (np.concatenate(([0], np.cumsum(v, dtype=np.int64))) for v in (m, n_tall))
+        ip, ix, order = csr_arrays(int(moff[-1]), moff[p] + s, t)  # counting sort: rows keep the edge order
+        self.calls.append(dict(moff=moff, toff=toff, ip=ip, ix=ix, dt=np.ascontiguousarray(vals[e][order]),
+                               sigma=sigma))
 
     def wrap(self):
         """Record every ``lanczos_top2`` call until the returned original is put back."""
@@ -243,41 +241,13 @@ def compiled(kernels, calls):
     solve, _ = kernels
     out = []
     for c in calls:
-        n, M = c["m"].size, int(c["m"].max())
+        m = np.diff(c["moff"])
+        n, M = m.size, int(m.max())
         lam, steps = np.zeros((n, 2, 2)), np.zeros((n, 2), dtype=np.int64)
-        lanczos._start_block(1, M, np.array([M]))  # the engine's start vector, long enough for every piece
-        solve(arrays(c), lanczos._START[:M].copy(), lam, steps)
+        start = lanczos._start_block(1, M, np.array([M]))[0]  # the engine's start vector, cut per piece in `solve`
+        solve(arrays(c), start, lam, steps)
         out.append((lam, steps))
     return out
-
-
-def cpu_per_mask(fn, n_masks: int) -> float:
-    """CPU seconds per mask of ``fn()``."""
-    c = time.process_time()
-    fn()
-    return (time.process_time() - c) / n_masks
-
-
-def engine_stage(model, masks, targets) -> float:
-    """CPU seconds per mask spent inside the functions ``targets`` ((module, name) pairs) while ``model_spectrum``
-    scores the masks.  One stage per call: the wrappers' own clock reads then land in no other stage's time."""
-    spent = [0.0]
-    saved = [(owner, attr, getattr(owner, attr)) for owner, attr in targets]
-    for owner, attr, fn in saved:
-        def timed(*a, _fn=fn, **k):
-            c = time.process_time()
-            try:
-                return _fn(*a, **k)
-            finally:
-                spent[0] += time.process_time() - c
-        setattr(owner, attr, timed)
-    try:
-        for mk in masks:
-            model_spectrum(model, mk)
-    finally:
-        for owner, attr, fn in saved:
-            setattr(owner, attr, fn)
-    return spent[0] / len(masks)
 
 
 def main(argv=None) -> int:
@@ -315,22 +285,27 @@ def main(argv=None) -> int:
             ok = ref[..., 1] >= 1e-3 * ref[..., 0]  # σ2 the engine did not recompute by Rayleigh–Ritz
             worst = max(worst, float(np.max(np.abs(sig[..., 0] - ref[..., 0]) / ref[..., 0])),
                         float(np.max(np.abs(sig[..., 1] - ref[..., 1])[ok] / ref[..., 0][ok], initial=0.0)))
-            n_pieces += c["m"].size
+            n_pieces += c["moff"].size - 1
         _, matvecs = kernels
         flat = [[v.numpy().reshape(-1) for v in mk.values()] for mk in masks]
         MV, READ = "compiled Gram products alone (numba), the same step counts", "reading the masks (np.flatnonzero)"
-        timed = {
-            "authors' method": lambda: [authors_frame(model, mk) for mk in masks],
-            "engine (model_spectrum)": lambda: [model_spectrum(model, mk) for mk in masks],
-            MV: lambda: [matvecs(arrays(c), st) for c, (_, st) in zip(probs.calls, res)],
-            READ: lambda: [[np.flatnonzero(v) for v in f] for f in flat],
+        timed = {  # functions of the list of masks, timed per mask
+            "authors' method": lambda ms: [authors_frame(model, mk) for mk in ms],
+            "engine (model_spectrum)": lambda ms: [model_spectrum(model, mk) for mk in ms],
+            MV: lambda ms: [matvecs(arrays(c), st) for c, (_, st) in zip(probs.calls, res)],
+            READ: lambda ms: [[np.flatnonzero(v) for v in f] for f in flat],
         }
-        runs = {k: [] for k in [*timed, "lanczos", "products"]}
+        stages = {"lanczos": [(svd, "lanczos_top2")], "products": [(lanczos, "_csr_mv_into"),
+                                                                   (lanczos, "_csrT_mv_into")]}
+        runs = {k: [] for k in [*timed, *stages]}
         for _ in range(args.rounds):  # rounds interleave the paths, so a burst of load hits all of them alike
             for k, fn in timed.items():
-                runs[k].append(cpu_per_mask(fn, args.masks))
-            runs["lanczos"].append(engine_stage(model, masks, [(svd, "lanczos_top2")]))
-            runs["products"].append(engine_stage(model, masks, [(lanczos, "_csr_mv_into"), (lanczos, "_csrT_mv_into")]))
+                runs[k].append(per_mask(fn, masks)[1])
+            for k, targets in stages.items():  # one stage per pass: its wrappers' clock reads land in no other
+                with _StageClock(dict(enumerate(targets))) as clock:
+                    for mk in masks:
+                        model_spectrum(model, mk)
+                runs[k].append(sum(clock.seconds.values()) / len(masks))
         floor, _ = limits(model, masks, args.rounds, chunk_masks=())
     load_end = load()
     best = {k: min(v) for k, v in runs.items()}
